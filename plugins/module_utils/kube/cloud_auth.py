@@ -136,7 +136,8 @@ def eks_endpoint(options, cluster_params):
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get('Error', {}).get('Code')
             if code == 'ResourceNotFoundException':
-                raise ClusterError('EKS cluster "%s" does not exist in region %s: check eks.cluster_name and eks.region' % (name, session.region_name)) from None
+                raise ClusterError('EKS cluster "%s" does not exist in region %s: check eks.cluster_name and eks.region'
+                                   % (name, session.region_name)) from None
             raise ClusterError('cannot describe EKS cluster "%s": %s' % (name, exc)) from None
         except botocore.exceptions.NoCredentialsError:
             raise ClusterError('no AWS credentials for EKS cluster "%s": set eks.access_key/secret_key, eks.profile, or AWS_* variables' % name) from None

@@ -236,7 +236,7 @@ def connect(params):
         configuration.proxy = params['proxy']
     api_client = k8s_client.ApiClient(configuration)
     cluster = Cluster(name, api_client, request_timeout=params.get('request_timeout') or 30.0)
-    _ = cluster.server_version
+    cluster.server_version  # pylint: disable=pointless-statement
     return cluster
 
 
@@ -300,7 +300,8 @@ def _kubeconfig_configuration(params):
     contexts = [c.get('name') for c in document.get('contexts') or []]
     chosen = context or document.get('current-context')
     if not chosen:
-        raise ConnectionConfigError('%s has no current-context: set cluster option "context" to one of %s' % (origin, ', '.join(contexts) or 'its contexts (it has none)'))
+        raise ConnectionConfigError('%s has no current-context: set cluster option "context" to one of %s'
+                                    % (origin, ', '.join(contexts) or 'its contexts (it has none)'))
     if chosen not in contexts:
         raise ConnectionConfigError('context "%s" is not in %s; its contexts are: %s' % (chosen, origin, ', '.join(contexts) or 'none'))
     config = k8s_client.Configuration()
