@@ -1,0 +1,114 @@
+"""Mutual TLS with per-sync certificates, role checks, and compressed framing."""
+
+import os
+import socket
+import ssl
+import threading
+
+import pytest
+
+from ansible_collections.ferry.kube.plugins.module_utils.agent import wire
+from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
+
+
+def write_bundle(directory, bundle, prefix):
+    paths = {}
+    for name, text in bundle.items():
+        path = os.path.join(directory, '%s-%s' % (prefix, name))
+        with open(path, 'w', encoding='ascii') as handle:
+            handle.write(text)
+        paths[name] = path
+    return paths
+
+
+def contexts(tmp_path, pki, role, server=False, hosts=('127.0.0.1',)):
+    paths = write_bundle(str(tmp_path), pki.bundle(role, '%s-agent' % role, hosts), '%s-%s' % (pki.sync_id, role))
+    make = wire.server_context if server else wire.client_context
+    return make(paths['ca.crt'], paths['tls.crt'], paths['tls.key'])
+
+
+class EchoServer:
+    """Accepts one connection, checks the peer role, echoes frames back until EOF."""
+
+    def __init__(self, context, allowed_roles):
+        self.listener = socket.create_server(('127.0.0.1', 0))
+        self.address = self.listener.getsockname()
+        self.context = context
+        self.allowed = allowed_roles
+        self.error = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        conn, _addr = self.listener.accept()
+        try:
+            tls = self.context.wrap_socket(conn, server_side=True)
+            wire.require_role(tls, self.allowed)
+            channel = wire.Channel(tls)
+            while True:
+                try:
+                    kind, header, payload = channel.recv()
+                except EOFError:
+                    break
+                channel.send(kind, header, payload)
+            tls.close()
+        except (ssl.SSLError, wire.ProtocolError, OSError) as exc:
+            self.error = exc
+            conn.close()
+        finally:
+            self.listener.close()
+
+
+def test_round_trip_is_compressed_on_the_wire(tmp_path):
+    pki = SyncPKI.create('s1')
+    server = EchoServer(contexts(tmp_path, pki, 'sink', server=True), {'source', 'control'})
+    tls = wire.connect(server.address, contexts(tmp_path, pki, 'source'))
+    channel = wire.Channel(tls)
+    payload = b'ferry ' * 100000
+    channel.send(7, {'path': 'a/b', 'offset': 0}, payload)
+    kind, header, echoed = channel.recv()
+    assert (kind, header['path'], echoed) == (7, 'a/b', payload)
+    assert channel.bytes_sent < len(payload) / 20
+    random_data = os.urandom(100000)
+    channel.send(8, {}, random_data)
+    assert channel.recv()[2] == random_data
+    tls.close()
+    server.thread.join(5)
+    assert server.error is None
+
+
+def test_wrong_role_is_refused(tmp_path):
+    pki = SyncPKI.create('s2')
+    server = EchoServer(contexts(tmp_path, pki, 'sink', server=True), {'control'})
+    tls = wire.connect(server.address, contexts(tmp_path, pki, 'source'))
+    server.thread.join(5)
+    assert isinstance(server.error, wire.ProtocolError)
+    assert "role 'source' is not one of control" in str(server.error)
+    tls.close()
+
+
+def test_certificate_of_another_sync_fails_the_handshake(tmp_path):
+    ours, theirs = SyncPKI.create('s3'), SyncPKI.create('other')
+    server = EchoServer(contexts(tmp_path, ours, 'sink', server=True), {'source'})
+    with pytest.raises((ssl.SSLError, ConnectionError, wire.ProtocolError, OSError)):
+        tls = wire.connect(server.address, contexts(tmp_path, theirs, 'source'))
+        channel = wire.Channel(tls)
+        channel.send(1, {}, b'x')
+        channel.recv()
+    server.thread.join(5)
+    assert server.error is not None
+
+
+def test_client_without_certificate_is_refused(tmp_path):
+    pki = SyncPKI.create('s4')
+    server = EchoServer(contexts(tmp_path, pki, 'sink', server=True), {'source'})
+    bare = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    bare.check_hostname = False
+    bare.verify_mode = ssl.CERT_NONE
+    with pytest.raises((ssl.SSLError, ConnectionError, wire.ProtocolError, OSError, EOFError)):
+        tls = wire.connect(server.address, bare)
+        channel = wire.Channel(tls)
+        channel.send(1, {}, b'x')
+        channel.recv()
+    server.thread.join(5)
+    assert server.error is not None
