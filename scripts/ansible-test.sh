@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run ansible-test on a copy of the collection placed where ansible-test insists it must be
 # (…/ansible_collections/ferry/kube, not through a symlink). Test infrastructure that is not
-# part of the collection (sandbox, benchmarks, the bin/ launcher, which ansible-test would
+# part of the collection (sandbox, benchmarks, demo, the bin/ launcher, which ansible-test would
 # take for Python) is left out of the copy.
 # Usage: scripts/ansible-test.sh sanity|units|integration [ansible-test args...]
 set -euo pipefail
@@ -10,7 +10,7 @@ dest="$root/.build/ansible-test/ansible_collections/ferry/kube"
 mkdir -p "$dest"
 # Keep tests/output (ansible-test's caches) between runs; copy only tracked and new files.
 rsync -a --delete --delete-excluded --filter 'P /tests/output/' --filter 'P /.git/' \
-  --exclude .git --exclude .venv --exclude .build --exclude sandbox --exclude bench --exclude bin \
+  --exclude .git --exclude .venv --exclude .build --exclude sandbox --exclude bench --exclude bin --exclude demo \
   --exclude tests/output --exclude '__pycache__' --exclude .pytest_cache \
   "$root"/ "$dest"/
 # ansible-test treats a git work tree's untracked files specially; give the copy its own index.
