@@ -10,8 +10,8 @@ dest="$root/.build/ansible-test/ansible_collections/ferry/kube"
 mkdir -p "$dest"
 # Keep tests/output (ansible-test's caches) between runs; copy only tracked and new files.
 rsync -a --delete --delete-excluded --filter 'P /tests/output/' --filter 'P /.git/' \
-  --exclude .git --exclude .venv --exclude .build --exclude sandbox --exclude bench --exclude bin --exclude demo \
-  --exclude tests/output --exclude '__pycache__' --exclude .pytest_cache \
+  --exclude /.git --exclude /.venv --exclude /.build --exclude /sandbox --exclude /bench --exclude /bin --exclude /demo \
+  --exclude /tests/output --exclude '__pycache__' --exclude .pytest_cache \
   "$root"/ "$dest"/
 # ansible-test treats a git work tree's untracked files specially; give the copy its own index.
 if [ ! -d "$dest/.git" ]; then git -C "$dest" init -q; fi
