@@ -1,0 +1,55 @@
+"""Runs inside a private mount namespace (``unshare --mount``): builds the pod's root view, mounts
+its volumes at their mountPaths, then becomes the container's process.
+
+The root view is an overlay of the host root (writes stay private to the pod), with /proc, /dev
+and /sys mounted, a private /tmp, and each volume bind-mounted (read-only where the pod says so).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+
+def run(*argv):
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def main(spec_path):
+    with open(spec_path, 'r', encoding='utf-8') as handle:
+        spec = json.load(handle)
+    base = spec['pod_dir']
+    root, upper, work, tmp = (os.path.join(base, d) for d in ('root', 'upper', 'work', 'tmp'))
+    for directory in (root, upper, work, tmp):
+        os.makedirs(directory, exist_ok=True)
+    run('mount', '--make-rprivate', '/')
+    run('mount', '-t', 'overlay', 'overlay', '-o', 'lowerdir=/,upperdir=%s,workdir=%s' % (upper, work), root)
+    run('mount', '-t', 'proc', 'proc', os.path.join(root, 'proc'))
+    for special in ('dev', 'sys'):
+        run('mount', '--rbind', '/' + special, os.path.join(root, special))
+    run('mount', '--bind', tmp, os.path.join(root, 'tmp'))
+    for mount in spec['mounts']:
+        target = os.path.join(root, mount['path'].lstrip('/'))
+        if os.path.isdir(mount['source']):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if not os.path.exists(target):
+                open(target, 'a').close()  # pylint: disable=consider-using-with
+        run('mount', '--bind', mount['source'], target)
+        if mount.get('read_only'):
+            run('mount', '-o', 'remount,bind,ro', target)
+    os.chroot(root)
+    os.chdir(spec.get('workdir') or '/')
+    os.execvpe(spec['argv'][0], spec['argv'], spec['env'])
+
+
+if __name__ == '__main__':
+    try:
+        main(sys.argv[1])
+    except subprocess.CalledProcessError as exc:
+        sys.stderr.write('sandbox node: cannot set up the pod: %s: %s\n' % (' '.join(exc.cmd), exc.stderr.decode(errors='replace').strip()))
+        sys.exit(126)
+    except OSError as exc:
+        sys.stderr.write('sandbox node: cannot start the container: %s\n' % exc)
+        sys.exit(127)
