@@ -131,8 +131,12 @@ def permissions(cluster, probes=None):
     return result
 
 
-def footprint_state(cluster, namespace=footprint.DEFAULT_NAMESPACE, name=footprint.DEFAULT_NAME):
-    """Whether Ferry's ServiceAccount, ClusterRole/Binding and agent image setting are present."""
+def footprint_state(cluster, namespace=None, name=footprint.DEFAULT_NAME):
+    """Whether Ferry's ServiceAccount, ClusterRole/Binding and agent image setting are present.
+
+    The account's namespace is read from the ClusterRoleBinding, so a footprint installed in a
+    namespace of the user's choice is found too.
+    """
     def exists(path):
         try:
             return cluster.get(path)
@@ -141,15 +145,19 @@ def footprint_state(cluster, namespace=footprint.DEFAULT_NAMESPACE, name=footpri
                 return None
             raise
 
+    binding = exists('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/%s' % name)
+    subject = next((s for s in (binding or {}).get('subjects') or [] if s.get('kind') == 'ServiceAccount'), None)
+    namespace = namespace or (subject or {}).get('namespace') or footprint.DEFAULT_NAMESPACE
+    account = (subject or {}).get('name') or name
     config = exists('/api/v1/namespaces/%s/configmaps/%s' % (namespace, footprint.CONFIG_MAP))
     role = exists('/apis/rbac.authorization.k8s.io/v1/clusterroles/%s' % name)
     wanted = footprint.cluster_role(name)['rules']
     return {
         'namespace': namespace,
-        'service_account': exists('/api/v1/namespaces/%s/serviceaccounts/%s' % (namespace, name)) is not None,
+        'service_account': exists('/api/v1/namespaces/%s/serviceaccounts/%s' % (namespace, account)) is not None,
         'cluster_role': role is not None,
         'cluster_role_current': role is not None and role.get('rules') == wanted,
-        'cluster_role_binding': exists('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/%s' % name) is not None,
+        'cluster_role_binding': binding is not None,
         'agent_image': ((config or {}).get('data') or {}).get('agent_image'),
     }
 
