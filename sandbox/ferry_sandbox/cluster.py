@@ -165,6 +165,9 @@ class Cluster(Dispatcher):
         self.store.create('rbac.authorization.k8s.io', 'clusterrolebindings', {
             'metadata': {'name': 'cluster-admin'}, 'roleRef': {'apiGroup': 'rbac.authorization.k8s.io', 'kind': 'ClusterRole', 'name': 'cluster-admin'},
             'subjects': [{'kind': 'Group', 'apiGroup': 'rbac.authorization.k8s.io', 'name': 'system:masters'}]})
+        self.store.create('rbac.authorization.k8s.io', 'clusterrolebindings', {
+            'metadata': {'name': 'system:basic-user'}, 'roleRef': {'apiGroup': 'rbac.authorization.k8s.io', 'kind': 'ClusterRole', 'name': 'system:basic-user'},
+            'subjects': [{'kind': 'Group', 'apiGroup': 'rbac.authorization.k8s.io', 'name': 'system:authenticated'}]})
         self.store.create('', 'serviceaccounts', {'metadata': {'name': RESTRICTED_ACCOUNT, 'namespace': RESTRICTED_NAMESPACE}})
         self.store.create('rbac.authorization.k8s.io', 'clusterrolebindings', {
             'metadata': {'name': RESTRICTED_ACCOUNT}, 'roleRef': {'apiGroup': 'rbac.authorization.k8s.io', 'kind': 'ClusterRole', 'name': 'view'},
@@ -221,7 +224,7 @@ class Cluster(Dispatcher):
             attrs = spec.get('resourceAttributes') or {}
             res = attrs.get('resource', '') + ('/' + attrs['subresource'] if attrs.get('subresource') else '')
             ok = rbac.allowed(self.store, user, attrs.get('verb', ''), attrs.get('group', ''), res, attrs.get('namespace'), attrs.get('name'))
-            return dict(body, status={'allowed': ok, 'reason': '' if ok else 'no RBAC policy matched'})
+            return dict(body, status={'allowed': ok})
         if resource == 'selfsubjectrulesreviews':
             if rbac.SUPERUSER_GROUP in user.groups:
                 rules = [{'verbs': ['*'], 'apiGroups': ['*'], 'resources': ['*']}]
@@ -280,5 +283,8 @@ def _builtin_cluster_roles():
     return [
         {'metadata': {'name': 'cluster-admin'}, 'rules': [{'apiGroups': ['*'], 'resources': ['*'], 'verbs': ['*']}]},
         {'metadata': {'name': 'view'}, 'rules': view},
+        # What every authenticated identity may do, as on a real cluster: ask what it may do.
+        {'metadata': {'name': 'system:basic-user'}, 'rules': [{'apiGroups': ['authorization.k8s.io'],
+                                                              'resources': ['selfsubjectaccessreviews', 'selfsubjectrulesreviews'], 'verbs': ['create']}]},
         {'metadata': {'name': 'edit'}, 'rules': edit + [{'apiGroups': [''], 'resources': ['secrets'], 'verbs': read + ['create', 'update', 'patch', 'delete']}]},
     ]

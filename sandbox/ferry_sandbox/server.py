@@ -196,7 +196,7 @@ class Dispatcher:
     @staticmethod
     def _verb(method, request, query):
         if method in ('GET', 'HEAD'):
-            if query.get('watch') in ('1', 'true'):
+            if str(query.get('watch', '')).lower() in ('1', 'true'):
                 return 'watch'
             return 'get' if request.name else 'list'
         return {'POST': 'create', 'PUT': 'update', 'PATCH': 'patch',

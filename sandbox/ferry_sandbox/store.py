@@ -207,6 +207,18 @@ class Store:
                 return copy.deepcopy(current)
             return self.update(group, resource, merged, subresource='status')
 
+    def replace_status(self, group, resource, namespace, name, status):
+        """Set the whole status (controllers that own it entirely)."""
+        with self._lock:
+            current = self._objects[(group, resource)].get((namespace or None, name))
+            if current is None:
+                raise not_found(group, resource, name)
+            if current.get('status') == status:
+                return copy.deepcopy(current)
+            replaced = copy.deepcopy(current)
+            replaced['status'] = status
+            return self.update(group, resource, replaced, subresource='status')
+
     def delete(self, group, resource, namespace, name, propagation='Background', dry_run=False):
         rtype = self.rtype(group, resource)
         namespace = namespace if rtype.namespaced else None

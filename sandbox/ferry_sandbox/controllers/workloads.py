@@ -50,14 +50,12 @@ def pod_from_template(owner, template, name, extra_labels=None):
 
 
 def _set_status(cluster, group, resource, obj, status):
-    current = obj.get('status') or {}
-    merged = dict(current, **status)
-    if merged != current:
-        try:
-            cluster.store.patch_status(group, resource, obj['metadata'].get('namespace'), obj['metadata']['name'], status)
-        except ApiError as exc:
-            if exc.code != 404:
-                raise
+    """The controller owns the whole status: fields it no longer reports disappear."""
+    try:
+        cluster.store.replace_status(group, resource, obj['metadata'].get('namespace'), obj['metadata']['name'], status)
+    except ApiError as exc:
+        if exc.code != 404:
+            raise
 
 
 def _condition(kind, status, reason, message, previous):

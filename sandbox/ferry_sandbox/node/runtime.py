@@ -85,8 +85,11 @@ class Node:
             self._start(pod, key)
 
     def _set_status(self, key, status):
+        """Replace the pod's status, keeping what stays for the pod's life (addresses, start time)."""
+        current = (self.cluster.store.get_ref('', 'pods', key[0], key[1]) or {}).get('status') or {}
+        kept = {k: current[k] for k in ('hostIP', 'podIP', 'podIPs', 'startTime', 'qosClass') if k in current}
         try:
-            self.cluster.store.patch_status('', 'pods', key[0], key[1], status)
+            self.cluster.store.replace_status('', 'pods', key[0], key[1], dict(kept, **status))
         except ApiError:
             pass
 
