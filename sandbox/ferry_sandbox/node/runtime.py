@@ -52,6 +52,7 @@ class Container:
         self.exit_code = None
         self.finished = None
         self.next_start = None
+        self.last = None  # (exit code, started, finished) of the run before a restart
 
 
 class Node:
@@ -373,6 +374,9 @@ class Node:
                 entry['lastState'] = {'terminated': {'exitCode': info.exit_code, 'reason': 'Error', 'startedAt': info.started, 'finishedAt': info.finished}}
             else:
                 entry['state'] = {'running': {'startedAt': info.started}}
+            if info is not None and info.last and 'lastState' not in entry:
+                entry['lastState'] = {'terminated': {'exitCode': info.last[0], 'reason': 'Error' if info.last[0] else 'Completed',
+                                                     'startedAt': info.last[1], 'finishedAt': info.last[2]}}
             statuses.append(entry)
         return statuses
 
@@ -400,6 +404,7 @@ class Node:
                 image = resolve(cluster.local_images, container['image'])
                 restarted = self._launch(pod, key, container, image, pod_ip)
                 restarted.restarts = info.restarts + 1
+                restarted.last = (info.exit_code, info.started, info.finished)
                 containers[container['name']] = info = restarted
             ready[container['name']] = info.exit_code is None and self._probe(pod, container, pod_ip)
         all_done = all(c.exit_code is not None and c.next_start is None for c in containers.values())
