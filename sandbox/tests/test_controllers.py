@@ -1,8 +1,8 @@
 """Controllers: workloads, endpoints, storage and snapshots, observed through the API."""
 
+import os
 
 import yaml
-import os
 
 from helpers import kubectl, kubectl_json, wait_for
 
