@@ -83,12 +83,12 @@ def svg_chart(history):
     if not history:
         return '<svg width="%d" height="%d"><text x="10" y="20">no syncs yet</text></svg>' % (CHART_WIDTH, 30)
     longest = max((h['duration_seconds'] or 0) for h in history) or 1
-    bar = CHART_WIDTH / float(len(history))
+    slot = CHART_WIDTH / float(len(history))
     parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" aria-label="sync history">' % (CHART_WIDTH, CHART_HEIGHT + 20)]
     for i, h in enumerate(history):
         height = max(2, (h['duration_seconds'] or 0) / longest * CHART_HEIGHT)
         parts.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s: %s, %s</title></rect>' % (
-            i * bar + 1, CHART_HEIGHT - height, max(1, bar - 2), height, '#2e7d32' if h['ok'] else '#c62828',
+            i * slot + 1, CHART_HEIGHT - height, max(1, slot - 2), height, '#2e7d32' if h['ok'] else '#c62828',
             html.escape(h['started'] or ''), 'ok' if h['ok'] else 'failed', _human_seconds(h['duration_seconds'])))
     parts.append('<text x="0" y="%d" font-size="11">duration per sync (longest %s)</text>' % (CHART_HEIGHT + 15, _human_seconds(longest)))
     parts.append('</svg>')
@@ -105,8 +105,8 @@ def html_report(summaries, title='Ferry DR status'):
     sections = []
     for s in summaries:
         failures = ''.join('<li>%s: %s</li>' % (html.escape(f['started'] or ''), html.escape(f['error'])) for f in s['failures'])
-        sections.append('<h2>%s</h2>%s%s' % (html.escape(s['policy']), svg_chart(s['history']),
-                                              '<h3>Failures</h3><ul>%s</ul>' % failures if failures else ''))
+        failure_list = '<h3>Failures</h3><ul>%s</ul>' % failures if failures else ''
+        sections.append('<h2>%s</h2>%s%s' % (html.escape(s['policy']), svg_chart(s['history']), failure_list))
     return ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>%s</title><style>'
             'body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}'
             '.ok{color:#2e7d32}.bad{color:#c62828;font-weight:bold}</style></head><body><h1>%s</h1>'
