@@ -2,11 +2,7 @@
 # `make demo`: Ferry's main job on local sandbox clusters (or on real ones: set
 # FERRY_SOURCE_KUBECONFIG and FERRY_DR_KUBECONFIG to admin kubeconfigs).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-export PYTHONPATH="$root/sandbox:$root/.build/collections"
-export ANSIBLE_COLLECTIONS_PATH="$root/.build/collections"
-export PATH="$root/.venv/bin:$PATH"
+source "$(dirname "$0")/env.sh"
 export FERRY_DEMO_DIR="${FERRY_DEMO_DIR:-$root/.build/demo}"
 mkdir -p "$FERRY_DEMO_DIR"
 started=""

@@ -3,9 +3,7 @@
 # Targets get the clusters through tests/integration/integration_config.yml (ansible-test strips
 # KUBECONFIG and friends from the environment).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-export PYTHONPATH="$root/sandbox:$root/.build/collections"
+source "$(dirname "$0")/env.sh"
 state="$(mktemp -d /tmp/ferry-it-XXXXXX)"
 cleanup() {
   .venv/bin/python -m ferry_sandbox down --state-dir "$state" >/dev/null 2>&1 || true

@@ -2,11 +2,7 @@
 # `make test`: sanity, then pytest (unit, functional, sandbox), then integration targets, then lint.
 # Every stage runs even when an earlier one failed, and the summary lists the failures.
 set -uo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-export PYTHONPATH="$root/.build/collections:$root/sandbox"
-export ANSIBLE_COLLECTIONS_PATH="$root/.build/collections"
-export PATH="$root/.venv/bin:$PATH"
+source "$(dirname "$0")/env.sh"
 failed=()
 stage() {
   local name="$1"; shift

@@ -232,14 +232,8 @@ class Store:
             if resource == 'namespaces':
                 events += self._terminate_namespace(obj)
             elif obj['metadata'].get('finalizers'):
-                if not obj['metadata'].get('deletionTimestamp'):
-                    obj = copy.deepcopy(obj)
-                    obj['metadata']['deletionTimestamp'] = now_iso()
-                    self._rv += 1
-                    obj['metadata']['resourceVersion'] = str(self._rv)
-                    self._objects[(group, resource)][(namespace, name)] = obj
-                    self._record('MODIFIED', group, resource, obj)
-                    events.append(('MODIFIED', group, resource, copy.deepcopy(obj)))
+                events += self._mark_deleting(group, resource, (namespace, name), obj)
+                obj = self._objects[(group, resource)][(namespace, name)]
             else:
                 events += self._remove(group, resource, namespace, name, propagation)
             result = copy.deepcopy(obj)
@@ -259,6 +253,22 @@ class Store:
             events += self._finish_namespace(namespace)
         return events
 
+    def _commit_modified(self, group, resource, key, obj):
+        """Store a changed copy under a new resourceVersion; the MODIFIED event to notify."""
+        self._rv += 1
+        obj['metadata']['resourceVersion'] = str(self._rv)
+        self._objects[(group, resource)][key] = obj
+        self._record('MODIFIED', group, resource, obj)
+        return ('MODIFIED', group, resource, copy.deepcopy(obj))
+
+    def _mark_deleting(self, group, resource, key, obj):
+        """Set deletionTimestamp (once): finalizers keep the object until they are removed."""
+        if obj['metadata'].get('deletionTimestamp'):
+            return []
+        obj = copy.deepcopy(obj)
+        obj['metadata']['deletionTimestamp'] = now_iso()
+        return [self._commit_modified(group, resource, key, obj)]
+
     def _collect_garbage(self, owner_uid, propagation):
         events = []
         for (group, resource), objects in list(self._objects.items()):
@@ -269,20 +279,9 @@ class Store:
                 if propagation == 'Orphan':
                     dependent = copy.deepcopy(dependent)
                     dependent['metadata']['ownerReferences'] = [r for r in refs if r.get('uid') != owner_uid]
-                    self._rv += 1
-                    dependent['metadata']['resourceVersion'] = str(self._rv)
-                    objects[(ns, name)] = dependent
-                    self._record('MODIFIED', group, resource, dependent)
-                    events.append(('MODIFIED', group, resource, copy.deepcopy(dependent)))
+                    events.append(self._commit_modified(group, resource, (ns, name), dependent))
                 elif dependent['metadata'].get('finalizers'):
-                    if not dependent['metadata'].get('deletionTimestamp'):
-                        dependent = copy.deepcopy(dependent)
-                        dependent['metadata']['deletionTimestamp'] = now_iso()
-                        self._rv += 1
-                        dependent['metadata']['resourceVersion'] = str(self._rv)
-                        objects[(ns, name)] = dependent
-                        self._record('MODIFIED', group, resource, dependent)
-                        events.append(('MODIFIED', group, resource, copy.deepcopy(dependent)))
+                    events += self._mark_deleting(group, resource, (ns, name), dependent)
                 else:
                     events += self._remove(group, resource, ns, name, propagation)
         return events
@@ -294,24 +293,13 @@ class Store:
             namespace_obj = copy.deepcopy(namespace_obj)
             namespace_obj['metadata']['deletionTimestamp'] = now_iso()
             namespace_obj.setdefault('status', {})['phase'] = 'Terminating'
-            self._rv += 1
-            namespace_obj['metadata']['resourceVersion'] = str(self._rv)
-            self._objects[('', 'namespaces')][(None, name)] = namespace_obj
-            self._record('MODIFIED', '', 'namespaces', namespace_obj)
-            events.append(('MODIFIED', '', 'namespaces', copy.deepcopy(namespace_obj)))
+            events.append(self._commit_modified('', 'namespaces', (None, name), namespace_obj))
         for (group, resource), objects in list(self._objects.items()):
             for (ns, obj_name), obj in list(objects.items()):
                 if ns != name:
                     continue
                 if obj['metadata'].get('finalizers'):
-                    if not obj['metadata'].get('deletionTimestamp'):
-                        obj = copy.deepcopy(obj)
-                        obj['metadata']['deletionTimestamp'] = now_iso()
-                        self._rv += 1
-                        obj['metadata']['resourceVersion'] = str(self._rv)
-                        objects[(ns, obj_name)] = obj
-                        self._record('MODIFIED', group, resource, obj)
-                        events.append(('MODIFIED', group, resource, copy.deepcopy(obj)))
+                    events += self._mark_deleting(group, resource, (ns, obj_name), obj)
                 else:
                     obj = objects.pop((ns, obj_name))
                     self._rv += 1
