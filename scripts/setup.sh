@@ -12,6 +12,7 @@ command -v rsync >/dev/null || need_apt+=(rsync)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
+command -v shellcheck >/dev/null || need_apt+=(shellcheck)  # so ansible-test sanity lints the scripts too
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   apt-get update -qq >/dev/null
