@@ -1,6 +1,7 @@
 """One sandbox cluster: store, HTTPS API server, credentials, kubeconfigs, built-in objects."""
 
 import base64
+import collections
 import datetime
 import ipaddress
 import itertools
@@ -60,6 +61,7 @@ class Cluster(Dispatcher):
         self.restricted_token = None
         self.controllers = []
         self.server = None
+        self.list_pages = collections.OrderedDict()
         os.makedirs(os.path.join(self.state_dir, 'volumes'), exist_ok=True)
         os.makedirs(os.path.join(self.state_dir, 'snapshots'), exist_ok=True)
         os.makedirs(os.path.join(self.state_dir, 'pods'), exist_ok=True)

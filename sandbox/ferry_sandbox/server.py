@@ -145,6 +145,8 @@ class ApiServer:
 class Dispatcher:
     """Mixed into Cluster: turns HTTP requests into store operations."""
 
+    list_pages = None  # continue-token id -> the list a paginated response was cut from
+
     def dispatch(self, handler, path, query, user):
         method = handler.command
         if path in ('/version', '/version/'):
@@ -308,21 +310,25 @@ class Dispatcher:
         return handler._send(200, self._out(updated, request.version, rtype))
 
     def _list(self, handler, request, rtype, query):
-        items = self.store.list_refs(request.group, request.resource, request.namespace, query.get('labelSelector'), query.get('fieldSelector'))
-        rv = str(self.store.resource_version)
-        start = 0
+        start, rv, items = 0, str(self.store.resource_version), None
         if query.get('continue'):
             try:
                 token = json.loads(base64.urlsafe_b64decode(query['continue'].encode()))
-                start = int(token['start'])
-                rv = token['rv']
+                start, rv = int(token['start']), token['rv']
             except (ValueError, KeyError, TypeError):
                 raise ApiError(400, 'BadRequest', 'the continue token is not valid') from None
+            items = self.list_pages.get(token.get('id'))  # the snapshot the first page was cut from
+        if items is None:
+            items = self.store.list_refs(request.group, request.resource, request.namespace, query.get('labelSelector'), query.get('fieldSelector'))
         limit = int(query.get('limit') or 0)
         metadata = {'resourceVersion': rv}
         if limit and start + limit < len(items):
             page = items[start:start + limit]
-            metadata['continue'] = base64.urlsafe_b64encode(json.dumps({'start': start + limit, 'rv': rv}).encode()).decode()
+            snapshot_id = '%s-%d' % (rv, id(items))
+            self.list_pages[snapshot_id] = items
+            while len(self.list_pages) > 32:
+                self.list_pages.pop(next(iter(self.list_pages)))
+            metadata['continue'] = base64.urlsafe_b64encode(json.dumps({'start': start + limit, 'rv': rv, 'id': snapshot_id}).encode()).decode()
             metadata['remainingItemCount'] = len(items) - start - limit
         else:
             page = items[start:]
