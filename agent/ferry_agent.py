@@ -1,0 +1,133 @@
+"""Ferry's agent: runs in transient pods next to the data.
+
+    ferry_agent.py sink --listen 127.1.2.3:8443 --root /data --state /state --tls /etc/ferry/tls [--once]
+    ferry_agent.py push --root /snapshot --to host:port --tls /etc/ferry/tls --sync-id ID
+
+It speaks Ferry's transfer protocol over TLS 1.3 with the per-sync certificates the control node
+put in its Secret (ca.crt, tls.crt, tls.key); a sink accepts only source agents and the control
+node of the same sync. Progress and the result are JSON lines on stdout, which the control node
+reads from the pod's log.
+"""
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+
+from ansible_collections.ferry.kube.plugins.module_utils.agent import mover, wire
+
+
+def emit(record):
+    sys.stdout.write(json.dumps(record, sort_keys=True) + '\n')
+    sys.stdout.flush()
+
+
+def tls_files(directory):
+    files = [os.path.join(directory, name) for name in ('ca.crt', 'tls.crt', 'tls.key')]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise SystemExit('TLS material missing: %s (the control node mounts it from the sync Secret)' % ', '.join(missing))
+    return files
+
+
+def address(text):
+    host, _sep, port = text.rpartition(':')
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError('%r is not HOST:PORT' % text)
+    return host, int(port)
+
+
+def cmd_sink(args):
+    context = wire.server_context(*tls_files(args.tls))
+    listener = socket.create_server(args.listen, reuse_port=False)
+    emit({'event': 'listening', 'address': '%s:%d' % listener.getsockname()[:2]})
+    while True:
+        conn, peer = listener.accept()
+        try:
+            tls = context.wrap_socket(conn, server_side=True)
+            wire.require_role(tls, {'source', 'control'})
+        except (OSError, wire.ProtocolError) as exc:
+            emit({'event': 'refused', 'peer': peer[0], 'reason': str(exc)})
+            conn.close()
+            continue
+        channel = wire.Channel(tls)
+        try:
+            stats = mover.Sink(args.root, args.state, channel).run()
+            emit(dict(stats, event='done'))
+            if args.once:
+                return 0
+        except (EOFError, ConnectionError, wire.ProtocolError) as exc:
+            emit({'event': 'interrupted', 'reason': str(exc)})  # the source reconnects and resumes
+        except Exception as exc:  # pylint: disable=broad-except
+            emit({'event': 'error', 'reason': '%s: %s' % (exc.__class__.__name__, exc), 'trace': traceback.format_exc()[-2000:]})
+            try:
+                channel.send(mover.ERROR, {'message': str(exc)})
+            except OSError:
+                pass
+        finally:
+            tls.close()
+
+
+def cmd_push(args):
+    context = wire.client_context(*tls_files(args.tls))
+    deadline = time.monotonic() + args.connect_timeout
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            tls = wire.connect(args.to, context)
+            break
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                emit({'event': 'error', 'reason': 'cannot reach the sink at %s:%d: %s' % (args.to[0], args.to[1], exc)})
+                return 2
+            time.sleep(min(2.0, 0.2 * attempt))
+    progress = mover.Progress(callback=emit, interval=args.progress_interval, total_bytes=_tree_bytes(args.root))
+    try:
+        result = mover.Source(args.root, wire.Channel(tls, level=args.level), args.sync_id, progress).run()
+    except (mover.SyncError, wire.ProtocolError, EOFError, OSError) as exc:
+        emit({'event': 'error', 'reason': str(exc)})
+        return 1
+    finally:
+        tls.close()
+    emit(dict(result, event='result'))
+    return 0
+
+
+def _tree_bytes(root):
+    total = 0
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='ferry_agent.py', description="Ferry's data-mover agent")
+    sub = parser.add_subparsers(dest='command', required=True)
+    sink = sub.add_parser('sink', help='receive a volume')
+    sink.add_argument('--listen', type=address, required=True)
+    sink.add_argument('--root', required=True)
+    sink.add_argument('--state', required=True)
+    sink.add_argument('--tls', required=True)
+    sink.add_argument('--once', action='store_true', help='exit after one complete sync')
+    push = sub.add_parser('push', help='send a volume to a sink')
+    push.add_argument('--root', required=True)
+    push.add_argument('--to', type=address, required=True)
+    push.add_argument('--tls', required=True)
+    push.add_argument('--sync-id', required=True)
+    push.add_argument('--level', type=int, default=1, help='zstd level on the wire')
+    push.add_argument('--connect-timeout', type=float, default=120)
+    push.add_argument('--progress-interval', type=float, default=2.0)
+    args = parser.parse_args(argv)
+    return {'sink': cmd_sink, 'push': cmd_push}[args.command](args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,111 @@
+# Copyright: Ferry developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A volume tree as entries (files, directories, symlinks, hard links) and files as content-defined chunks.
+
+Chunks are cut with FastCDC and named by their BLAKE3 hash, so an edit in the middle of a file
+changes only the chunks around it, and identical data anywhere in the tree is sent once.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+try:
+    import blake3
+    from pyfastcdc.cy import FastCDC
+    HAS_CHUNKER = True
+except ImportError:  # pragma: no cover - the agent image and control node install them
+    HAS_CHUNKER = False
+
+AVG_CHUNK = 256 * 1024
+MIN_CHUNK = 64 * 1024
+MAX_CHUNK = 1024 * 1024
+STATE_DIR_NAME = '.ferry-state'
+
+
+def chunker():
+    return FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
+
+
+def chunk_file(path, cutter=None):
+    """[(hash bytes, offset, length)] of a regular file; the file is read through mmap once."""
+    if os.path.getsize(path) == 0:
+        return []
+    cutter = cutter or chunker()
+    return [(blake3.blake3(chunk.data).digest(), chunk.offset, chunk.length) for chunk in cutter.cut_file(path)]
+
+
+def _xattrs(path):
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    values = {}
+    for name in names:
+        try:
+            values[name] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue
+    return values
+
+
+def scan(root, skip=(STATE_DIR_NAME,)):
+    """Yield entries of the tree under ``root``, parents before children, in a stable order.
+
+    Entry keys: path (relative, '/'-separated), type (dir, file, symlink, link), mode, uid, gid,
+    mtime_ns, size (files), target (symlinks, and the first path of a hard-link group for links),
+    xattrs (when present).
+    """
+    seen_inodes = {}
+    stack = ['']
+    while stack:
+        relative = stack.pop()
+        directory = os.path.join(root, relative) if relative else root
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError as exc:
+            raise OSError('cannot read directory %s: %s' % (directory, exc.strerror)) from None
+        subdirs = []
+        for name in names:
+            if not relative and name in skip:
+                continue
+            rel = relative + '/' + name if relative else name
+            full = os.path.join(directory, name)
+            info = os.lstat(full)
+            entry = {'path': rel, 'mode': stat.S_IMODE(info.st_mode), 'uid': info.st_uid, 'gid': info.st_gid, 'mtime_ns': info.st_mtime_ns}
+            if stat.S_ISDIR(info.st_mode):
+                entry['type'] = 'dir'
+                subdirs.append(rel)
+            elif stat.S_ISLNK(info.st_mode):
+                entry.update(type='symlink', target=os.readlink(full))
+            elif stat.S_ISREG(info.st_mode):
+                key = (info.st_dev, info.st_ino)
+                if info.st_nlink > 1 and key in seen_inodes:
+                    entry.update(type='link', target=seen_inodes[key])
+                else:
+                    if info.st_nlink > 1:
+                        seen_inodes[key] = rel
+                    entry.update(type='file', size=info.st_size, blocks=info.st_blocks)
+            else:
+                continue  # sockets, fifos and devices are not data
+            xattrs = _xattrs(full)
+            if xattrs:
+                entry['xattrs'] = xattrs
+            yield entry
+        stack.extend(reversed(subdirs))
+
+
+def apply_metadata(path, entry, owner=True):
+    """Mode, ownership, timestamps and xattrs of ``entry`` onto ``path`` (symlinks: ownership and times only)."""
+    is_link = entry['type'] == 'symlink'
+    if owner and os.geteuid() == 0:
+        os.chown(path, entry['uid'], entry['gid'], follow_symlinks=False)
+    if not is_link:
+        os.chmod(path, entry['mode'])
+    for name, value in (entry.get('xattrs') or {}).items():
+        try:
+            os.setxattr(path, name, value, follow_symlinks=False)
+        except OSError:
+            pass  # the target filesystem may not support this namespace: data matters more
+    os.utime(path, ns=(entry['mtime_ns'], entry['mtime_ns']), follow_symlinks=not is_link)

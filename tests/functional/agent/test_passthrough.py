@@ -1,0 +1,210 @@
+"""Passthrough sync between two agent processes over mutual TLS: full, incremental, resumed, repaired."""
+
+import hashlib
+import json
+import os
+import random
+import socket
+import stat
+import subprocess
+import sys
+import threading
+
+from ansible_collections.ferry.kube.plugins.module_utils.agent import mover, wire
+from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+AGENT = os.path.join(ROOT, 'agent', 'ferry_agent.py')
+
+
+def tls_dir(tmp_path, pki, role):
+    directory = tmp_path / ('tls-' + role)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in pki.bundle(role, role + '-agent', ['127.0.0.1']).items():
+        (directory / name).write_text(text)
+    return str(directory)
+
+
+def make_tree(root, seed=7, files=60):
+    rng = random.Random(seed)
+    os.makedirs(os.path.join(root, 'docs', 'deep', 'er'), exist_ok=True)
+    for i in range(files):
+        size = rng.choice([0, 100, 5000, 70000, 400000, 1500000])
+        with open(os.path.join(root, 'docs' if i % 3 else 'docs/deep', 'f%03d.bin' % i), 'wb') as handle:
+            handle.write(rng.randbytes(size))
+    with open(os.path.join(root, 'sparse.img'), 'wb') as handle:
+        handle.seek(8 << 20)
+        handle.write(b'end')
+    os.symlink('docs/f001.bin', os.path.join(root, 'link-to-f001'))
+    os.link(os.path.join(root, 'docs', 'f001.bin'), os.path.join(root, 'hard-f001'))
+    os.chmod(os.path.join(root, 'docs', 'f002.bin'), 0o600)
+    os.utime(os.path.join(root, 'docs', 'f004.bin'), ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+
+
+def snapshot(root):
+    """Everything a restore must reproduce, per path."""
+    result = {}
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != '.ferry-state']
+        for name in dirs + files:
+            full = os.path.join(directory, name)
+            rel = os.path.relpath(full, root)
+            info = os.lstat(full)
+            item = {'mode': stat.S_IMODE(info.st_mode), 'type': stat.S_IFMT(info.st_mode)}
+            if stat.S_ISLNK(info.st_mode):
+                item['target'] = os.readlink(full)
+            elif stat.S_ISREG(info.st_mode):
+                with open(full, 'rb') as handle:
+                    item['sha'] = hashlib.sha256(handle.read()).hexdigest()
+                item['mtime'] = info.st_mtime_ns
+                item['nlink'] = info.st_nlink
+            result[rel] = item
+    return result
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def sync(tmp_path, pki, source, target, state, sync_id):
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, '.build', 'collections'))
+    sink = subprocess.Popen([sys.executable, AGENT, 'sink', '--listen', '127.0.0.1:%d' % port, '--root', target, '--state', state,
+                             '--tls', tls_dir(tmp_path, pki, 'sink'), '--once'], stdout=subprocess.PIPE, text=True, env=env)
+    push = subprocess.run([sys.executable, AGENT, 'push', '--root', source, '--to', '127.0.0.1:%d' % port, '--tls', tls_dir(tmp_path, pki, 'source'),
+                           '--sync-id', sync_id, '--progress-interval', '0.1'], capture_output=True, text=True, env=env, timeout=300, check=False)
+    sink_out, _err = sink.communicate(timeout=60)
+    assert push.returncode == 0, push.stdout + push.stderr + sink_out
+    records = [json.loads(line) for line in push.stdout.splitlines()]
+    assert records[-1]['event'] == 'result'
+    return records
+
+
+def test_full_then_incremental_sync(tmp_path):
+    source, target, state = str(tmp_path / 'src'), str(tmp_path / 'dst'), str(tmp_path / 'state')
+    os.makedirs(target)
+    make_tree(source)
+    pki = SyncPKI.create('rel-1')
+    records = sync(tmp_path, pki, source, target, state, 's1')
+    first = records[-1]
+    assert snapshot(source) == snapshot(target)
+    assert os.stat(os.path.join(target, 'sparse.img')).st_blocks * 512 < 1 << 20  # sparse stays sparse
+    assert any(r['event'] == 'progress' for r in records) or first['seconds'] < 1
+    assert first['files_written'] == first['files']
+    # Mutate: edit inside a big file, append to one, delete one, add one, rename a directory.
+    big = max((os.path.join(source, 'docs', n) for n in os.listdir(os.path.join(source, 'docs'))), key=os.path.getsize)
+    with open(big, 'r+b') as handle:
+        handle.seek(700000)
+        handle.write(b'changed in the middle')
+    with open(os.path.join(source, 'docs', 'f005.bin'), 'ab') as handle:
+        handle.write(b'appended')
+    os.remove(os.path.join(source, 'docs', 'f007.bin'))
+    with open(os.path.join(source, 'new.txt'), 'w', encoding='utf-8') as handle:
+        handle.write('new file')
+    os.rename(os.path.join(source, 'docs', 'deep', 'er'), os.path.join(source, 'docs', 'deep', 'renamed'))
+    second = sync(tmp_path, pki, source, target, state, 's2')[-1]
+    assert snapshot(source) == snapshot(target)
+    assert second['deleted'] >= 2
+    assert second['bytes_sent'] < 3 * 1024 * 1024  # only chunks around the edits travel
+    assert second['bytes_reused'] > 0
+
+
+def test_wrong_certificate_is_refused(tmp_path):
+    source, target = str(tmp_path / 'src'), str(tmp_path / 'dst')
+    os.makedirs(target)
+    make_tree(source, files=6)
+    ours, theirs = SyncPKI.create('ours'), SyncPKI.create('theirs')
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, '.build', 'collections'))
+    sink = subprocess.Popen([sys.executable, AGENT, 'sink', '--listen', '127.0.0.1:%d' % port, '--root', target, '--state', str(tmp_path / 's'),
+                             '--tls', tls_dir(tmp_path, ours, 'sink')], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        push = subprocess.run([sys.executable, AGENT, 'push', '--root', source, '--to', '127.0.0.1:%d' % port,
+                               '--tls', tls_dir(tmp_path / 'other', theirs, 'source'), '--sync-id', 'x', '--connect-timeout', '5'],
+                              capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert push.returncode != 0
+        assert os.listdir(target) == []
+    finally:
+        sink.terminate()
+        sink.wait(10)
+
+
+class Cutter:
+    """A channel wrapper that drops the connection after ``limit`` data frames, as a cut link does."""
+
+    def __init__(self, channel, limit):
+        self.channel = channel
+        self.limit = limit
+        self.sent = 0
+
+    def __getattr__(self, name):
+        return getattr(self.channel, name)
+
+    def send(self, kind, header=None, payload=b'', compress=True):
+        if kind == mover.DATA:
+            self.sent += 1
+            if self.sent > self.limit:
+                self.channel.sock.close()
+                raise ConnectionResetError('link cut by the test')
+        return self.channel.send(kind, header, payload, compress)
+
+
+def run_in_process(tmp_path, pki, source, target, state, sync_id, cut_after=None):
+    listener = socket.create_server(('127.0.0.1', 0))
+    server_ctx = wire.server_context(*(os.path.join(tls_dir(tmp_path, pki, 'sink'), n) for n in ('ca.crt', 'tls.crt', 'tls.key')))
+    client_ctx = wire.client_context(*(os.path.join(tls_dir(tmp_path, pki, 'source'), n) for n in ('ca.crt', 'tls.crt', 'tls.key')))
+    outcome = {}
+
+    def serve():
+        conn, _peer = listener.accept()
+        try:
+            outcome['sink'] = mover.Sink(target, state, wire.Channel(server_ctx.wrap_socket(conn, server_side=True))).run()
+        except (EOFError, OSError, wire.ProtocolError) as exc:
+            outcome['sink_error'] = exc
+    thread = threading.Thread(target=serve)
+    thread.start()
+    channel = wire.Channel(wire.connect(listener.getsockname(), client_ctx))
+    if cut_after is not None:
+        channel = Cutter(channel, cut_after)
+    try:
+        outcome['source'] = mover.Source(source, channel, sync_id).run()
+    except (OSError, mover.SyncError) as exc:
+        outcome['source_error'] = exc
+    thread.join(30)
+    listener.close()
+    return outcome
+
+
+def test_cut_connection_resumes_and_never_looks_complete(tmp_path):
+    source, target, state = str(tmp_path / 'src'), str(tmp_path / 'dst'), str(tmp_path / 'state')
+    os.makedirs(target)
+    make_tree(source, seed=11, files=40)
+    pki = SyncPKI.create('rel-2')
+    cut = run_in_process(tmp_path, pki, source, target, state, 'resume-1', cut_after=12)
+    assert 'source_error' in cut and 'sink' not in cut
+    assert not os.path.exists(os.path.join(state, 'manifest.msgpack'))  # no manifest: not taken for complete
+    assert os.path.exists(os.path.join(state, 'journal-resume-1'))
+    resumed = run_in_process(tmp_path, pki, source, target, state, 'resume-1')
+    assert 'source' in resumed, resumed
+    assert snapshot(source) == snapshot(target)
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _s, fs in os.walk(source) for f in fs if not os.path.islink(os.path.join(d, f)))
+    assert resumed['source']['bytes_sent'] < total  # what reached the sink before the cut is not sent again
+
+
+def test_a_target_file_changed_behind_ferrys_back_is_repaired(tmp_path):
+    source, target, state = str(tmp_path / 'src'), str(tmp_path / 'dst'), str(tmp_path / 'state')
+    os.makedirs(target)
+    make_tree(source, seed=3, files=12)
+    pki = SyncPKI.create('rel-3')
+    assert 'source' in run_in_process(tmp_path, pki, source, target, state, 'a')
+    victim = max((os.path.join(target, 'docs', n) for n in os.listdir(os.path.join(target, 'docs'))), key=os.path.getsize)
+    with open(victim, 'r+b') as handle:
+        handle.write(b'corrupted by someone')
+    changed = os.path.join(source, 'docs', os.path.basename(victim))
+    with open(changed, 'ab') as handle:
+        handle.write(b'x')  # the source changes too, so the sink must rebuild from its (corrupted) local chunks
+    result = run_in_process(tmp_path, pki, source, target, state, 'b')
+    assert 'source' in result, result
+    assert snapshot(source) == snapshot(target)
