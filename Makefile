@@ -6,7 +6,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 PYTEST_PATHS := $(wildcard tests/unit tests/functional sandbox/tests)
 
-.PHONY: setup demo test sanity pytest integration lint bench bench-pool bench-registry bench-discovery clean
+.PHONY: setup demo test sanity pytest integration lint bench bench-transfer bench-pool bench-registry bench-discovery clean
 
 setup:
 	@scripts/setup.sh
@@ -29,7 +29,7 @@ integration: setup
 lint: setup
 	.venv/bin/ansible-lint --profile production roles playbooks
 
-bench: bench-pool bench-registry bench-discovery
+bench: bench-transfer bench-pool bench-registry bench-discovery
 
 bench-pool: setup
 	bench/pool/run.sh
@@ -42,3 +42,6 @@ bench-discovery: setup
 
 clean:
 	rm -rf .build tests/output
+
+bench-transfer: setup
+	bench/transfer/run.sh

@@ -13,7 +13,6 @@ interrupted sync is never taken for a complete one.
 
 from __future__ import annotations
 
-import mmap
 import os
 import shutil
 import time
@@ -27,7 +26,9 @@ try:
 except ImportError:  # pragma: no cover
     blake3 = msgpack = None
 
-HELLO, STATE, ENTRY, FILE, DATA, FILE_END, END, DONE, ERROR, BARRIER = range(1, 11)
+HELLO, STATE, ENTRY, FILE, CHUNK, FILE_END, END, DONE, ERROR, BARRIER = range(1, 11)
+CHECKPOINT_BYTES = 256 * 1024 * 1024
+CHECKPOINT_SECONDS = 5.0
 ZERO = bytes(1 << 20)
 
 
@@ -115,7 +116,8 @@ class Sink:
         self._clean_temp_files()
         self.channel.send(STATE, {'files': {p: [e['size'], e['mtime_ns']] for p, e in self.files.items()},
                                   'chunks': list(self.index), 'done': list(done)})
-        new_entries, links = dict(done), []
+        new_entries, links, pending = dict(done), [], []
+        self.unsynced_bytes, last_checkpoint = 0, time.monotonic()
         with self.state.open_journal(sync_id) as journal:
             while True:
                 kind, header, _payload = self.channel.recv()
@@ -135,8 +137,10 @@ class Sink:
                     entry = self._receive_file(header)
                     if entry is not None:
                         new_entries[entry['path']] = entry
-                        journal.write(msgpack.packb(entry, use_bin_type=True))
-                        journal.flush()
+                        pending.append(entry)
+                    if self.unsynced_bytes >= CHECKPOINT_BYTES or time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
+                        self._checkpoint(journal, pending)
+                        last_checkpoint = time.monotonic()
                 elif kind == BARRIER:
                     self.channel.send(BARRIER, {'failed': self.failed})
                     self.failed = []
@@ -145,6 +149,25 @@ class Sink:
                     return self.stats
                 else:
                     raise ProtocolError('unexpected frame %d' % kind)
+
+    def _checkpoint(self, journal, pending):
+        """Make written files durable, then record them: the journal never claims data still in memory."""
+        if pending:
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                if hasattr(os, 'syncfs'):
+                    os.syncfs(fd)  # pylint: disable=no-member
+                else:
+                    os.sync()
+            finally:
+                os.close(fd)
+            for entry in pending:
+                journal.write(msgpack.packb(entry, use_bin_type=True))
+            journal.flush()
+            os.fsync(journal.fileno())
+            pending.clear()
+        self.unsynced_bytes = 0
 
     def _full(self, path):
         full = os.path.normpath(os.path.join(self.root, path))
@@ -189,19 +212,25 @@ class Sink:
         return data if len(data) == length and blake3.blake3(data).digest() == digest else None
 
     def _receive_file(self, header):
+        """Rebuild one file from CHUNK frames (data sent, or a hash of data the sink holds)."""
         entry = header['entry']
         full = self._full(entry['path'])
         temp = os.path.join(os.path.dirname(full), '.ferry-tmp-%s' % os.path.basename(full))
-        ok, received, reused = True, 0, 0
-        here = {}  # chunks already written to this file: a repeat (zero runs, copies) is read back from it
+        ok, received, reused, chunks = True, 0, 0, []
+        here = {}  # chunks already in this file: repeats (zero runs, copies) are read back from it
         with open(temp, 'w+b') as out:
             position = 0
-            for digest, length, sent in header['chunks']:
-                if sent:
-                    kind, _head, data = self.channel.recv()
-                    if kind != DATA:
-                        raise ProtocolError('expected chunk data for %s' % entry['path'])
+            while True:
+                kind, head, data = self.channel.recv()
+                if kind == FILE_END:
+                    break
+                if kind != CHUNK:
+                    raise ProtocolError('expected chunks of %s' % entry['path'])
+                digest, length = head['h'], head['n']
+                if head.get('s'):
                     received += len(data)
+                    if blake3.blake3(data).digest() != digest:
+                        data = None
                 elif digest in here:
                     if here[digest] is None:
                         data = ZERO[:length]  # a zero run, left as a hole: nothing to read back
@@ -212,7 +241,7 @@ class Sink:
                 else:
                     data = self._local_chunk(digest)
                     reused += length
-                if data is None or len(data) != length or (sent and blake3.blake3(data).digest() != digest):
+                if data is None or len(data) != length:
                     ok = False
                     data = bytes(length)
                 if data == ZERO[:length]:
@@ -221,13 +250,9 @@ class Sink:
                 else:
                     here.setdefault(digest, position)
                     out.write(data)
+                chunks.append([digest, length])
                 position += length
             out.truncate(entry['size'])
-            out.flush()
-            os.fsync(out.fileno())
-        kind, _head, _payload = self.channel.recv()
-        if kind != FILE_END:
-            raise ProtocolError('expected end of file %s' % entry['path'])
         self.stats['bytes_received'] += received
         self.stats['bytes_reused'] += reused
         if not ok:
@@ -240,15 +265,16 @@ class Sink:
         for digest, _length in (self.files.get(entry['path']) or {}).get('chunks') or []:
             if self.index.get(digest, (None,))[0] == entry['path']:
                 del self.index[digest]  # the old content is gone: its chunks are no longer there
-        entry = dict(entry, chunks=[[d, l] for d, l, _s in header['chunks']])
+        entry = dict(entry, chunks=chunks)
         tree.apply_metadata(full, entry, self.owner)
         self.files[entry['path']] = entry
         offset = 0
-        for digest, length in entry['chunks']:
+        for digest, length in chunks:
             self.index[digest] = (entry['path'], offset, length)
             offset += length
         self.stats['files'] += 1
         self.stats['files_written'] += 1
+        self.unsynced_bytes += entry['size']
         return entry
 
     def _finish(self, source_paths, links, entries, sync_id):
@@ -267,6 +293,7 @@ class Sink:
         for path, entry in sorted(entries.items(), key=lambda kv: -kv[0].count('/')):
             if entry['type'] == 'dir':
                 self._meta(path, entry)
+        os.sync()  # everything on disk before the manifest says the sync is complete
         self.state.save_manifest({'sync_id': sync_id, 'time': time.time(),
                                   'files': {p: e for p, e in entries.items() if e['type'] == 'file'}})
         self.state.drop_journals()
@@ -370,19 +397,17 @@ class Source:
                     wire_bytes=self.channel.bytes_sent, files=self.progress.files)
 
     def _send_file(self, entry, known):
+        """One pass over the file: cut, hash, and send each chunk the sink does not hold."""
         full = os.path.join(self.root, entry['path'])
-        chunks = tree.chunk_file(full) if entry['size'] else []
-        plan = []
-        for digest, offset, length in chunks:
-            send = digest not in known
-            known.add(digest)
-            plan.append((digest, offset, length, send))
-        self.channel.send(FILE, {'entry': entry, 'chunks': [[d, l, s] for d, _o, l, s in plan]})
-        if any(s for *_rest, s in plan):
-            with open(full, 'rb') as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                for _digest, offset, length, send in plan:
-                    if send:
-                        self.channel.send(DATA, {}, data[offset:offset + length])
-                        self.progress.bytes_sent += length
+        self.channel.send(FILE, {'entry': entry})
+        if entry['size']:
+            for chunk in tree.chunker().cut_file(full):
+                digest = blake3.blake3(chunk.data).digest()
+                if digest in known:
+                    self.channel.send(CHUNK, {'h': digest, 'n': chunk.length})
+                else:
+                    known.add(digest)
+                    self.channel.send(CHUNK, {'h': digest, 'n': chunk.length, 's': True}, chunk.data)
+                    self.progress.bytes_sent += chunk.length
         self.channel.send(FILE_END, {})
         self.progress.bytes_scanned += entry['size']

@@ -69,15 +69,22 @@ class Channel:
         self._decompressor = zstandard.ZstdDecompressor()
         self.bytes_sent = 0  # on the wire, after compression
         self.bytes_received = 0
+        self._skip_compression = 0  # payloads left to send raw after one that did not shrink
 
     def send(self, kind, header=None, payload=b'', compress=True):
         header = dict(header or {})
         body = payload
-        if payload and compress:
+        if payload and compress and self._skip_compression:
+            self._skip_compression -= 1
+        elif payload and compress:
             packed = self._compressor.compress(payload)
-            if len(packed) < len(payload):
+            if len(packed) < len(payload) * 0.97:
                 header['z'] = len(payload)
                 body = packed
+            else:
+                # Incompressible data (media, encrypted or compressed files) costs CPU for nothing:
+                # send the next payloads raw and try again after them.
+                self._skip_compression = 16
         head = msgpack.packb(header, use_bin_type=True)
         self.sock.sendall(_FRAME.pack(kind, len(head), len(body)) + head)
         if body:

@@ -143,7 +143,7 @@ class Cutter:
         return getattr(self.channel, name)
 
     def send(self, kind, header=None, payload=b'', compress=True):
-        if kind == mover.DATA:
+        if kind == mover.CHUNK and (header or {}).get('s'):
             self.sent += 1
             if self.sent > self.limit:
                 self.channel.sock.close()
