@@ -71,16 +71,19 @@ def main():
     parser.add_argument('--work', default=None)
     args = parser.parse_args()
     work = args.work or tempfile.mkdtemp(prefix='ferry-bench-')
-    source = os.path.join(work, 'src')
-    if not os.path.isdir(source):
-        subprocess.run([sys.executable, DATASET, 'generate', source, '--scale', str(args.scale)], check=True, stdout=subprocess.DEVNULL)
-    for target in ('rsync-dst', 'ferry-dst', 'ferry-state'):
+    original, source = os.path.join(work, 'orig'), os.path.join(work, 'src')
+    if not os.path.isdir(original):  # generated once per work directory; every run starts from a pristine copy
+        subprocess.run([sys.executable, DATASET, 'generate', original, '--scale', str(args.scale)], check=True, stdout=subprocess.DEVNULL)
+    for target in ('src', 'rsync-dst', 'ferry-dst', 'ferry-state'):
         shutil.rmtree(os.path.join(work, target), ignore_errors=True)
+    subprocess.run(['cp', '-a', original, source], check=True)
     os.makedirs(os.path.join(work, 'ferry-dst'))
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _s, fs in os.walk(source) for f in fs)
     cold = drop_caches()
     rows = []
-    rsync = ['rsync', '-a', '-z', '--delete', source + '/', os.path.join(work, 'rsync-dst') + '/']
+    # rsync leaves the copy in the page cache; Ferry syncs it to disk before it records the sync as
+    # complete. To compare like with like, rsync's step includes a sync too.
+    rsync = ['sh', '-c', 'rsync -a -z --delete "$0"/ "$1"/ && sync', source, os.path.join(work, 'rsync-dst')]
     rsync_full, _ = timed(rsync)
     ferry_full, full = ferry_sync(work, source, os.path.join(work, 'ferry-dst'), 'full')
     rows.append(('full sync', rsync_full, ferry_full))
@@ -90,7 +93,7 @@ def main():
     rows.append(('incremental sync', rsync_incr, ferry_incr))
     check = subprocess.run(['diff', '-r', '--exclude=.ferry-state', source, os.path.join(work, 'ferry-dst')], capture_output=True, check=False)
     print('dataset: %.2f GiB, scale %s, caches %s' % (size / 2 ** 30, args.scale, 'dropped before each step' if cold else 'warm (no permission)'))
-    print('%-18s %12s %12s %18s %14s' % ('step', 'rsync -z', 'ferry', 'ferry/rsync time', 'ferry MB/s'))
+    print('%-18s %12s %12s %18s %14s' % ('step', 'rsync -z+sync', 'ferry', 'ferry/rsync time', 'ferry MB/s'))
     for name, r, f in rows:
         print('%-18s %11.2fs %11.2fs %17.2fx %14.1f' % (name, r, f, f / r, size / f / 2 ** 20 if name == 'full sync' else float('nan')))
     print('ferry bytes sent: full %.1f MiB, incremental %.1f MiB (wire, after zstd: %.1f MiB)'

@@ -27,8 +27,8 @@ except ImportError:  # pragma: no cover
     blake3 = msgpack = None
 
 HELLO, STATE, ENTRY, FILE, CHUNK, FILE_END, END, DONE, ERROR, BARRIER = range(1, 11)
-CHECKPOINT_BYTES = 256 * 1024 * 1024
-CHECKPOINT_SECONDS = 5.0
+CHECKPOINT_BYTES = 1024 * 1024 * 1024
+CHECKPOINT_SECONDS = 30.0
 ZERO = bytes(1 << 20)
 
 
@@ -215,7 +215,10 @@ class Sink:
         """Rebuild one file from CHUNK frames (data sent, or a hash of data the sink holds)."""
         entry = header['entry']
         full = self._full(entry['path'])
-        temp = os.path.join(os.path.dirname(full), '.ferry-tmp-%s' % os.path.basename(full))
+        # A file that exists is rebuilt beside it (its old chunks stay readable until the rename);
+        # a new one is written in place: until the journal or manifest names it, it does not count.
+        replacing = os.path.lexists(full)
+        temp = os.path.join(os.path.dirname(full), '.ferry-tmp-%s' % os.path.basename(full)) if replacing else full
         ok, received, reused, chunks = True, 0, 0, []
         here = {}  # chunks already in this file: repeats (zero runs, copies) are read back from it
         with open(temp, 'w+b') as out:
@@ -259,9 +262,10 @@ class Sink:
             os.remove(temp)
             self.failed.append(entry['path'])
             return None
-        if os.path.isdir(full) and not os.path.islink(full):
-            shutil.rmtree(full)
-        os.replace(temp, full)
+        if replacing:
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            os.replace(temp, full)
         for digest, _length in (self.files.get(entry['path']) or {}).get('chunks') or []:
             if self.index.get(digest, (None,))[0] == entry['path']:
                 del self.index[digest]  # the old content is gone: its chunks are no longer there
