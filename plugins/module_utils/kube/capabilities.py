@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ansible_collections.ferry.kube.plugins.module_utils.kube import footprint
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ApiError
+from ansible_collections.ferry.kube.plugins.module_utils.kube.objects import list_items
 
 DEFAULT_CLASS_ANNOTATIONS = ('storageclass.kubernetes.io/is-default-class', 'storageclass.beta.kubernetes.io/is-default-class')
 
@@ -84,33 +85,17 @@ def storage_report(storage_classes, csi_drivers, snapshot_classes):
     return report
 
 
-def _list(cluster, path):
-    """Items of a list call, or None when the API is not served or not readable."""
-    try:
-        return cluster.get(path).get('items') or []
-    except ApiError as exc:
-        if exc.status in (403, 404):
-            return None
-        raise
-
-
 def _served(discovery, group, resource):
     return next((e for e in discovery if e['group'] == group and e['resource'] == resource and e['preferred'] and not e['subresource']), None)
 
 
-def _path(entry, name=None, namespace=None):
-    base = '/api/v1' if entry['group'] == '' else '/apis/%s' % entry['group_version']
-    if namespace:
-        base += '/namespaces/%s' % namespace
-    base += '/%s' % entry['resource']
-    return base + ('/%s' % name if name else '')
-
-
 def list_resource(cluster, discovery, group, resource):
+    """Items of a cluster-scoped resource (or all namespaces), None when not served or not readable."""
     entry = _served(discovery, group, resource)
     if entry is None:
         return None
-    return _list(cluster, _path(entry))
+    base = '/api/%s' % entry['version'] if entry['group'] == '' else '/apis/%s' % entry['group_version']
+    return list_items(cluster, '%s/%s' % (base, entry['resource']), absent=(403, 404))
 
 
 def permissions(cluster, probes=None):

@@ -46,6 +46,17 @@ def _dry_run(dry_run):
     return {'dryRun': 'All'} if dry_run else None
 
 
+def list_items(cluster, path, absent=(404,)):
+    """Items of a list call, or None when the answer is one of the ``absent`` statuses
+    (404: the API is not served; 403 where the caller treats "may not read" as "cannot tell")."""
+    try:
+        return cluster.get(path).get('items') or []
+    except ApiError as exc:
+        if exc.status in absent:
+            return None
+        raise
+
+
 def get_object(cluster, api_version, kind, name, namespace=None):
     """The live object, or None when it does not exist."""
     entry = resource_for(cluster, api_version, kind)

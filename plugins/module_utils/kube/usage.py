@@ -10,7 +10,7 @@ name, so the pooled total is never inflated.
 
 from __future__ import annotations
 
-from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ApiError
+from ansible_collections.ferry.kube.plugins.module_utils.kube.objects import list_items
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import parse_quantity
 
 GIB = 2 ** 30
@@ -26,12 +26,7 @@ def _claims_of_pod_spec(spec):
 
 
 def _list(cluster, path):
-    try:
-        return cluster.get(path).get('items') or []
-    except ApiError as exc:
-        if exc.status == 404:
-            return []
-        raise
+    return list_items(cluster, path) or []  # a workload API the cluster does not serve has no apps
 
 
 def namespace_apps(cluster, namespace):
