@@ -179,8 +179,7 @@ class AppSnapshot:
             record = load_record(self.cluster, namespace, self.sync_id)
             if record is None:
                 continue
-            deferred = [hooks.Hook('post', {'metadata': {'namespace': h['pod'].split('/')[0], 'name': h['pod'].split('/')[1]}},
-                                   h['container'], h['command'], 30, h['on_error']) for h in record.get('post_hooks') or []]
+            deferred = [hooks.Hook.from_record(h) for h in record.get('post_hooks') or []]
             hook_results += hooks.run_hooks(self.cluster, deferred)
             removed += self.cleanup_refs(record.get('refs') or [])
             delete_record(self.cluster, namespace, self.sync_id)

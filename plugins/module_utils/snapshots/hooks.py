@@ -34,7 +34,14 @@ class Hook:
 
     def describe(self):
         return {'phase': self.phase, 'pod': '%s/%s' % (self.namespace, self.pod), 'container': self.container,
-                'command': self.command, 'on_error': self.on_error}
+                'command': self.command, 'timeout': self.timeout, 'on_error': self.on_error}
+
+    @classmethod
+    def from_record(cls, record):
+        """The hook ``describe()`` recorded (deferred post-hooks of a live read)."""
+        namespace, name = record['pod'].split('/', 1)
+        return cls(record['phase'], {'metadata': {'namespace': namespace, 'name': name}}, record['container'], record['command'],
+                   record.get('timeout', 30), record['on_error'])
 
 
 def parse_command(text):

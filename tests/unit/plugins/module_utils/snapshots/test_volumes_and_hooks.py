@@ -93,3 +93,10 @@ def test_hooks_only_in_running_pods_that_mount_the_volumes():
     volumes = [volume()]
     pods = [pod({}), pod({}, phase='Pending'), pod({}, claim='other')]
     assert hooks.pods_using(pods, volumes) == [pods[0]]
+
+
+def test_a_recorded_hook_comes_back_whole():
+    hook = hooks.hooks_of(pod({'post.hook.ferry.dev/command': 'sync', 'post.hook.ferry.dev/timeout': '90',
+                               'post.hook.ferry.dev/on-error': 'Continue'}), 'post')
+    again = hooks.Hook.from_record(hook.describe())
+    assert again.describe() == hook.describe() and again.timeout == 90.0
