@@ -50,12 +50,13 @@ def _xattrs(path):
     return values
 
 
-def scan(root, skip=(STATE_DIR_NAME,)):
+def scan(root, skip=(STATE_DIR_NAME,), identity=False):
     """Yield entries of the tree under ``root``, parents before children, in a stable order.
 
     Entry keys: path (relative, '/'-separated), type (dir, file, symlink, link), mode, uid, gid,
     mtime_ns, size (files), target (symlinks, and the first path of a hard-link group for links),
-    xattrs (when present).
+    xattrs (when present); with ``identity`` also ino and ctime_ns, which tell a rewritten file from an
+    untouched one even when its size and mtime were kept.
     """
     seen_inodes = {}
     stack = ['']
@@ -87,6 +88,8 @@ def scan(root, skip=(STATE_DIR_NAME,)):
                     if info.st_nlink > 1:
                         seen_inodes[key] = rel
                     entry.update(type='file', size=info.st_size, blocks=info.st_blocks)
+                    if identity:
+                        entry.update(ino=info.st_ino, ctime_ns=info.st_ctime_ns)
             else:
                 continue  # sockets, fifos and devices are not data
             xattrs = _xattrs(full)
@@ -97,15 +100,22 @@ def scan(root, skip=(STATE_DIR_NAME,)):
 
 
 def apply_metadata(path, entry, owner=True):
-    """Mode, ownership, timestamps and xattrs of ``entry`` onto ``path`` (symlinks: ownership and times only)."""
+    """Mode, ownership, timestamps and xattrs of ``entry`` onto ``path`` (symlinks: ownership and times only).
+
+    ``path`` may be an open file descriptor: a restore sets a file's metadata before closing it.
+    """
     is_link = entry['type'] == 'symlink'
+    by_name = {} if isinstance(path, int) else {'follow_symlinks': False}
     if owner and os.geteuid() == 0:
-        os.chown(path, entry['uid'], entry['gid'], follow_symlinks=False)
+        os.chown(path, entry['uid'], entry['gid'], **by_name)
     if not is_link:
         os.chmod(path, entry['mode'])
     for name, value in (entry.get('xattrs') or {}).items():
         try:
-            os.setxattr(path, name, value, follow_symlinks=False)
+            os.setxattr(path, name, value, **by_name)
         except OSError:
             pass  # the target filesystem may not support this namespace: data matters more
-    os.utime(path, ns=(entry['mtime_ns'], entry['mtime_ns']), follow_symlinks=not is_link)
+    if isinstance(path, int):
+        os.utime(path, ns=(entry['mtime_ns'], entry['mtime_ns']))
+    else:
+        os.utime(path, ns=(entry['mtime_ns'], entry['mtime_ns']), follow_symlinks=not is_link)

@@ -1,0 +1,89 @@
+# Copyright: Ferry developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A volume tree in a pool: its entries, in walk order, as a stream of tree blobs.
+
+Entries are the agent's tree entries (path, type, mode, uid, gid, mtime_ns, size, target,
+xattrs) plus, for files, the list of chunk ids. The stream is cut into blobs after entries whose
+path hash ends in eight zero bits (about 256 entries a blob) or at 1 MiB, so the cuts depend on the
+entries themselves: a point where little changed shares most tree blobs with its parent.
+
+Entries are in the walk's order (a directory's entries together, directories depth first, names
+sorted), which ``order_key`` reproduces, so a new walk and the parent point's tree can be merged in one pass
+without holding either in memory.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.ferry.kube.plugins.module_utils.pool import format as fmt
+
+try:
+    import blake3
+    import msgpack
+except ImportError:  # pragma: no cover
+    blake3 = msgpack = None
+
+MAX_TREE_BLOB = 1024 * 1024
+
+
+def order_key(path):
+    """The walk's order: directories' entries grouped in depth-first order of the directories, names sorted within."""
+    parent, _sep, name = path.rpartition('/')
+    return (parent.split('/') if parent else [], name)
+
+
+class TreeWriter:
+    def __init__(self, writer):
+        self.writer = writer
+        self.keys = writer.keys
+        self.buffer = bytearray()
+        self.blob_ids = []
+        self.packer = msgpack.Packer(use_bin_type=True)
+
+    def add(self, entry):
+        self.buffer += self.packer.pack(entry)
+        if len(self.buffer) >= MAX_TREE_BLOB or blake3.blake3(entry['path'].encode()).digest()[0] == 0:
+            self._cut()
+
+    def _cut(self):
+        if not self.buffer:
+            return
+        plain = bytes(self.buffer)
+        blob_id = self.keys.chunk_id(plain)
+        self.writer.add(fmt.TREE, blob_id, plain)
+        self.blob_ids.append(blob_id)
+        self.buffer = bytearray()
+
+    def finish(self):
+        self._cut()
+        return self.blob_ids
+
+
+def read_tree(pool, blob_ids):
+    """Yield the entries of a stored tree, one blob in memory at a time."""
+    for blob_id in blob_ids:
+        yield from _unpack(pool.read_blob(blob_id))
+
+
+def _unpack(data):
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(data)
+    yield from unpacker
+
+
+class ParentTree:
+    """Look up entries of a parent tree in walk order (a merge, not a dictionary)."""
+
+    def __init__(self, entries):
+        self.entries = iter(entries)
+        self.current = next(self.entries, None)
+
+    def find(self, path):
+        wanted = order_key(path)
+        while self.current is not None:
+            key = order_key(self.current['path'])
+            if key == wanted:
+                return self.current
+            if key > wanted:
+                return None
+            self.current = next(self.entries, None)
+        return None

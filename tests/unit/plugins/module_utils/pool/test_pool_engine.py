@@ -1,0 +1,300 @@
+"""The storage pool engine on a local directory: backup, restore, incrementals, keys, damage, retention, prune, copy, locks."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ansible_collections.ferry.kube.plugins.module_utils.pool import backup as backup_mod, format as fmt
+from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import LocalBackend
+from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup, read_metadata
+from ansible_collections.ferry.kube.plugins.module_utils.pool.check import check
+from ansible_collections.ferry.kube.plugins.module_utils.pool.copy import copy_points
+from ansible_collections.ferry.kube.plugins.module_utils.pool.prune import forget, prune
+from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool, PoolError
+from ansible_collections.ferry.kube.plugins.module_utils.pool.restore import Restore
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))))
+FERRY = os.path.join(ROOT, 'bin', 'ferry')
+
+
+def make_tree(root, seed=1):
+    rng = __import__('random').Random(seed)
+    os.makedirs(os.path.join(root, 'dir/sub'), exist_ok=True)
+    with open(os.path.join(root, 'dir/big.bin'), 'wb') as handle:
+        handle.write(rng.randbytes(3 * 1024 * 1024))
+    with open(os.path.join(root, 'dir/sub/text.log'), 'w', encoding='ascii') as handle:
+        handle.write(''.join('line %d %s\n' % (i, rng.choice('abc')) for i in range(50000)))
+    with open(os.path.join(root, 'empty'), 'wb'):
+        pass
+    with open(os.path.join(root, 'sparse'), 'wb') as handle:
+        handle.truncate(16 * 1024 * 1024)
+        handle.seek(8 * 1024 * 1024)
+        handle.write(b'middle')
+    os.symlink('dir/big.bin', os.path.join(root, 'link-to-big'))
+    os.symlink('nowhere', os.path.join(root, 'dangling'))
+    os.link(os.path.join(root, 'dir/big.bin'), os.path.join(root, 'hard'))
+    os.chmod(os.path.join(root, 'dir/sub/text.log'), 0o640)
+    os.chmod(os.path.join(root, 'dir/sub'), 0o750)
+    try:
+        os.setxattr(os.path.join(root, 'empty'), 'user.ferry', b'kept')
+    except OSError:
+        pass
+    os.utime(os.path.join(root, 'dir/big.bin'), ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+
+
+def describe(root):
+    """Everything a restore must bring back, per path."""
+    result = {}
+    for top, dirs, files in os.walk(root):
+        for name in sorted(dirs + files):
+            full = os.path.join(top, name)
+            info = os.lstat(full)
+            item = {'mode': stat.S_IMODE(info.st_mode), 'type': stat.S_IFMT(info.st_mode), 'uid': info.st_uid, 'gid': info.st_gid}
+            if stat.S_ISLNK(info.st_mode):
+                item['target'] = os.readlink(full)
+            elif stat.S_ISREG(info.st_mode):
+                item.update(mtime=info.st_mtime_ns, nlink=info.st_nlink)
+                with open(full, 'rb') as handle:
+                    item['data'] = hash(handle.read())
+                try:
+                    item['xattrs'] = {n: os.getxattr(full, n) for n in os.listxattr(full)}
+                except OSError:
+                    pass
+            result[os.path.relpath(full, root)] = item
+    return result
+
+
+@pytest.fixture
+def pool(tmp_path):
+    return Pool.create(LocalBackend(str(tmp_path / 'pool')), 'correct horse')
+
+
+@pytest.fixture
+def source(tmp_path):
+    root = str(tmp_path / 'src')
+    make_tree(root)
+    return root
+
+
+def reopen(pool, passphrase='correct horse'):
+    return Pool.open(LocalBackend(pool.backend.root), passphrase)
+
+
+def test_a_point_restores_every_kind_of_entry_byte_for_byte(pool, source, tmp_path):
+    point = Backup(pool, {'data': source}, tags={'app': 'web'}).run()
+    target = str(tmp_path / 'out')
+    Restore(reopen(pool), point, {'data': target}).run()
+    assert describe(target) == describe(source)
+    sparse = os.stat(os.path.join(target, 'sparse'))
+    assert sparse.st_blocks * 512 < 1024 * 1024, 'the holes of a sparse file come back as holes'
+    assert os.stat(os.path.join(target, 'hard')).st_ino == os.stat(os.path.join(target, 'dir/big.bin')).st_ino
+    assert point['stats']['files'] == 4 and point['tags'] == {'app': 'web'}
+
+
+def test_an_incremental_reads_only_what_changed_and_is_logically_full(pool, source, tmp_path):
+    first = Backup(pool, {'data': source}).run()
+    with open(os.path.join(source, 'dir/sub/text.log'), 'a', encoding='ascii') as handle:
+        handle.write('one more line\n')
+    os.remove(os.path.join(source, 'empty'))
+    second = Backup(reopen(pool), {'data': source}).run()
+    assert second['parent'] == first['id']
+    assert second['stats']['files_changed'] == 1 and second['stats']['bytes_read'] == os.path.getsize(os.path.join(source, 'dir/sub/text.log'))
+    assert second['stats']['bytes_new'] < os.path.getsize(os.path.join(source, 'dir/sub/text.log')) + 64 * 1024, 'only that file is new'
+    # the first point can go: the second still restores whole
+    forget(reopen(pool), {'last': 1})
+    report = prune(reopen(pool))
+    assert report['points'] == 1
+    target = str(tmp_path / 'out')
+    Restore(reopen(pool), reopen(pool).resolve_point('latest'), {'data': target}).run()
+    assert describe(target) == describe(source)
+    assert check(reopen(pool), read_data=True)['ok']
+
+
+def test_selected_paths_and_metadata_blobs(pool, source, tmp_path):
+    manifests = json.dumps({'objects': ['x' * 100] * 100000}).encode()
+    point = Backup(pool, {'data': source, 'other': source}, metadata={'objects.json': manifests}).run()
+    target = str(tmp_path / 'out')
+    Restore(pool, point, {'other': target}, paths=['dir/sub']).run()
+    assert sorted(os.listdir(target)) == ['dir'] and sorted(os.listdir(os.path.join(target, 'dir'))) == ['sub']
+    assert read_metadata(reopen(pool), point, 'objects.json') == manifests
+    with pytest.raises(PoolError, match='has no metadata'):
+        read_metadata(pool, point, 'missing')
+
+
+def test_wrong_passphrase_is_a_clear_error_and_keys_rotate_without_reencryption(pool, source, tmp_path):
+    Backup(pool, {'data': source}).run()
+    with pytest.raises(PoolError, match='wrong passphrase'):
+        reopen(pool, 'Tr0ub4dor')
+    packs_before = sorted(os.listdir(os.path.join(pool.backend.root, 'data')))
+    first_slot = pool.key_slots()[0]
+    pool.add_key('new secret', 'rotated')
+    pool.remove_key(first_slot)
+    with pytest.raises(PoolError, match='wrong passphrase'):
+        reopen(pool)
+    rotated = reopen(pool, 'new secret')
+    assert sorted(os.listdir(os.path.join(pool.backend.root, 'data'))) == packs_before
+    Restore(rotated, rotated.resolve_point('latest'), {'data': str(tmp_path / 'out')}).run()
+    assert describe(str(tmp_path / 'out')) == describe(source)
+    with pytest.raises(PoolError, match='last one'):
+        rotated.remove_key(rotated.key_slots()[0])
+
+
+def test_sessions_never_share_a_nonce(pool):
+    other = reopen(pool)
+    assert pool.keys.session_id != other.keys.session_id
+    sealed = {pool.keys.seal(b'same', b'aad')[:12] for _ in range(1000)}
+    assert len(sealed) == 1000
+
+
+def test_a_flipped_byte_is_found_and_named(pool, source, tmp_path):
+    point = Backup(pool, {'data': source}).run()
+    data_dir = os.path.join(pool.backend.root, 'data')
+    packs = [os.path.join(top, name) for top, _dirs, names in os.walk(data_dir) for name in names]
+    biggest = max(packs, key=os.path.getsize)
+    with open(biggest, 'r+b') as handle:
+        handle.seek(4096)
+        byte = handle.read(1)
+        handle.seek(4096)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    assert check(reopen(pool))['ok'], 'structure alone does not read the data'
+    result = check(reopen(pool), read_data=True)
+    assert not result['ok']
+    hurt = {(item['point'], item['path']) for item in result['damaged']}
+    assert {(point['id'], 'dir/big.bin'), (point['id'], 'hard')} <= hurt, 'both names of the hard-linked file'
+    assert any('dir/big.bin' in error for error in result['errors'])
+    with pytest.raises(PoolError, match='hard: .* does not authenticate'):  # the file's first name in walk order
+        Restore(reopen(pool), point, {'data': str(tmp_path / 'out')}).run()
+
+
+def test_an_interrupted_backup_leaves_a_consistent_pool_and_the_next_one_reuses_its_uploads(pool, tmp_path, monkeypatch):
+    root = str(tmp_path / 'many')
+    os.makedirs(root)
+    for number in range(40):
+        with open(os.path.join(root, 'f%02d' % number), 'wb') as handle:
+            handle.write(os.urandom(1024 * 1024))
+    monkeypatch.setattr(backup_mod, 'CHECKPOINT_SECONDS', 0.0)
+    pool.config['pack_size'] = 2 * 1024 * 1024
+    calls = {'n': 0}
+    original = backup_mod.BlobWriter.add
+
+    def failing_add(self, *args, **kwargs):
+        calls['n'] += 1
+        if calls['n'] == 30:
+            raise OSError('disk unplugged')
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(backup_mod.BlobWriter, 'add', failing_add)
+    with pytest.raises(PoolError, match='disk unplugged'):
+        Backup(pool, {'data': root}, workers=1).run()
+    monkeypatch.setattr(backup_mod.BlobWriter, 'add', original)
+    assert reopen(pool).point_ids() == []
+    assert check(reopen(pool), read_data=True)['ok']
+    again = Backup(reopen(pool), {'data': root}).run()
+    assert again['stats']['bytes_new'] <= 20 * 1024 * 1024, 'chunks checkpointed before the failure are not uploaded again'
+    Restore(reopen(pool), again, {'data': str(tmp_path / 'out')}).run()
+    assert describe(str(tmp_path / 'out')) == describe(root)
+
+
+def test_a_killed_backup_process_leaves_a_pool_that_check_passes(tmp_path):
+    root = str(tmp_path / 'many')
+    os.makedirs(root)
+    for number in range(300):
+        with open(os.path.join(root, 'f%03d' % number), 'wb') as handle:
+            handle.write(os.urandom(1024 * 1024))
+    location = str(tmp_path / 'pool')
+    env = dict(os.environ, FERRY_POOL_PASSPHRASE='pw')
+    subprocess.run([FERRY, 'pool', 'init', location, '-q'], check=True, env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen([FERRY, 'pool', 'backup', location, root, '--checkpoint-seconds', '0', '--workers', '1'], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    index = os.path.join(location, 'index')
+    while time.time() < deadline and not (os.path.isdir(index) and [n for n in os.listdir(index) if not n.startswith('.tmp')]):
+        time.sleep(0.005)
+    process.kill()
+    process.wait()
+    result = subprocess.run([FERRY, 'pool', 'check', location, '--read-data', '--json'], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)['points'] == 0, 'killed as soon as its first chunks were indexed, long before its end'
+    finished = subprocess.run([FERRY, 'pool', 'backup', location, root, '--json'], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(finished.stdout)['stats']['bytes_new'] < 300 * 1024 * 1024, 'the killed run left reusable, indexed chunks'
+
+
+def test_prune_reclaims_space_and_repacks_partly_dead_packs(pool, tmp_path):
+    root = str(tmp_path / 'data')
+    os.makedirs(root)
+    for number in range(8):
+        with open(os.path.join(root, 'f%d' % number), 'wb') as handle:
+            handle.write(os.urandom(1024 * 1024))
+    pool.config['pack_size'] = 64 * 1024 * 1024  # everything in one pack: deleting half must repack it
+    Backup(pool, {'data': root}).run()
+    for number in range(4):
+        os.remove(os.path.join(root, 'f%d' % number))
+    kept = Backup(reopen(pool), {'data': root}).run()
+    forget(reopen(pool), {'last': 1})
+    report = prune(reopen(pool))
+    assert report['packs_repacked'] >= 1 and report['bytes_freed'] > 3 * 1024 * 1024
+    after = reopen(pool)
+    assert after.point_ids() == [kept['id']]
+    assert check(after, read_data=True)['ok']
+    Restore(after, kept, {'data': str(tmp_path / 'out')}).run()
+    assert describe(str(tmp_path / 'out')) == describe(root)
+
+
+def test_copy_moves_only_missing_chunks_and_needs_shared_naming(pool, source, tmp_path):
+    point = Backup(pool, {'data': source}).run()
+    target = Pool.create(LocalBackend(str(tmp_path / 'long-term')), 'other passphrase', copy_ids_from=pool)
+    first = copy_points(pool, target)
+    assert first['copied'] == [point['id']] and first['bytes_sent'] > 0
+    again = copy_points(pool, target)
+    assert again['copied'] == [] and again['already_present'] == [point['id']]
+    long_term = Pool.open(LocalBackend(str(tmp_path / 'long-term')), 'other passphrase')
+    Restore(long_term, long_term.resolve_point(point['id'][:12]), {'data': str(tmp_path / 'out')}).run()
+    assert describe(str(tmp_path / 'out')) == describe(source)
+    stranger = Pool.create(LocalBackend(str(tmp_path / 'stranger')), 'x')
+    with pytest.raises(PoolError, match='copy_ids_from'):
+        copy_points(pool, stranger)
+
+
+def test_prune_waits_for_a_live_writer_and_ignores_a_dead_one(pool, tmp_path):
+    with pool.lock('backup'):
+        with pytest.raises(PoolError, match='locked by backup'):
+            prune(reopen(pool))
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    pool.backend.replace('locks/crashed', json.dumps({'operation': 'backup', 'exclusive': False, 'host': os.uname().nodename,
+                                                      'pid': dead.pid, 'time': time.time()}).encode())
+    assert prune(reopen(pool))['points'] == 0
+    assert pool.locks() == []
+
+
+def test_a_torn_pack_left_by_a_crash_is_rewritten(tmp_path):
+    backend = LocalBackend(str(tmp_path))
+    os.makedirs(str(tmp_path / 'data' / 'ab'))
+    with open(str(tmp_path / 'data' / 'ab' / 'abcd'), 'wb') as handle:
+        handle.write(b'\0' * 10)
+    backend.write('data/ab/abcd', b'0123456789')
+    assert backend.read('data/ab/abcd') == b'0123456789'
+
+
+def test_bad_input_is_named(pool, tmp_path):
+    with pytest.raises(PoolError, match='not a directory'):
+        Backup(pool, {'data': str(tmp_path / 'missing')})
+    with pytest.raises(PoolError, match='does not exist'):
+        pool.resolve_point('nope')
+    with pytest.raises(PoolError, match='already holds a pool'):
+        Pool.create(LocalBackend(pool.backend.root), 'x')
+    with pytest.raises(PoolError, match='no pool at'):
+        Pool.open(LocalBackend(str(tmp_path / 'empty')), 'x')
+    with pytest.raises(PoolError, match='unknown pool settings'):
+        Pool.create(LocalBackend(str(tmp_path / 'p2')), 'x', {'chunk_size': 1})
+
+
+def test_documents_cannot_be_replayed_under_another_name(pool):
+    sealed = fmt.seal_document(pool.keys, b'FPT1', {'id': 'a'}, b'points/a')
+    with pytest.raises(fmt.FormatError):
+        fmt.open_document(pool.keys, b'FPT1', sealed, b'points/b')
