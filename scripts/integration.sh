@@ -23,6 +23,7 @@ for name, cluster in state['clusters'].items():
     config['ferry_%s_host' % name] = cluster['api_url']
     config['ferry_%s_ca' % name] = cluster['ca_file']
 config['ferry_openshift_kubeconfig'] = config['ferry_ocp_kubeconfig']
+config['ferry_repo_root'] = __import__('os').getcwd()  # bin/ferry for targets that prepare data with the CLI
 print(yaml.safe_dump(config))
 PY
 scripts/ansible-test.sh integration --local --python 3.11 "$@"

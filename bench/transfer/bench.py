@@ -15,31 +15,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATASET = os.path.join(os.path.dirname(ROOT), 'shared', 'bench', 'make_dataset.py')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import ROOT, dataset, drop_caches, fresh_copy, mutate, timed, tree_bytes  # noqa: E402 pylint: disable=wrong-import-position
+
 AGENT = os.path.join(ROOT, 'agent', 'ferry_agent.py')
 sys.path.insert(0, os.path.join(ROOT, '.build', 'collections'))
-
-
-def drop_caches():
-    subprocess.run(['sync'], check=False)
-    try:
-        with open('/proc/sys/vm/drop_caches', 'w', encoding='ascii') as handle:
-            handle.write('3\n')
-        return True
-    except OSError:
-        return False
-
-
-def timed(argv, env=None):
-    drop_caches()
-    started = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        raise SystemExit('%s failed: %s %s' % (' '.join(argv[:3]), proc.stdout[-1000:], proc.stderr[-1000:]))
-    return time.perf_counter() - started, proc.stdout
 
 
 def ferry_sync(work, source, target, sync_id):
@@ -59,7 +40,7 @@ def ferry_sync(work, source, target, sync_id):
     sink = subprocess.Popen([sys.executable, AGENT, 'sink', '--listen', '127.0.0.1:%d' % port, '--root', target,
                              '--state', os.path.join(work, 'ferry-state'), '--tls', dirs['sink'], '--once'],
                             stdout=subprocess.DEVNULL, env=env)
-    seconds, out = timed([sys.executable, AGENT, 'push', '--root', source, '--to', '127.0.0.1:%d' % port, '--tls', dirs['source'],
+    seconds, out, _peak = timed([sys.executable, AGENT, 'push', '--root', source, '--to', '127.0.0.1:%d' % port, '--tls', dirs['source'],
                           '--sync-id', sync_id, '--progress-interval', '3600'], env=env)
     sink.wait(60)
     return seconds, json.loads(out.splitlines()[-1])
@@ -71,24 +52,22 @@ def main():
     parser.add_argument('--work', default=None)
     args = parser.parse_args()
     work = args.work or tempfile.mkdtemp(prefix='ferry-bench-')
-    original, source = os.path.join(work, 'orig'), os.path.join(work, 'src')
-    if not os.path.isdir(original):  # generated once per work directory; every run starts from a pristine copy
-        subprocess.run([sys.executable, DATASET, 'generate', original, '--scale', str(args.scale)], check=True, stdout=subprocess.DEVNULL)
-    for target in ('src', 'rsync-dst', 'ferry-dst', 'ferry-state'):
+    original, source = dataset(work, args.scale), os.path.join(work, 'src')  # every run starts from a pristine copy
+    for target in ('rsync-dst', 'ferry-dst', 'ferry-state'):
         shutil.rmtree(os.path.join(work, target), ignore_errors=True)
-    subprocess.run(['cp', '-a', original, source], check=True)
+    fresh_copy(original, source)
     os.makedirs(os.path.join(work, 'ferry-dst'))
-    size = sum(os.path.getsize(os.path.join(d, f)) for d, _s, fs in os.walk(source) for f in fs)
+    size = tree_bytes(source)
     cold = drop_caches()
     rows = []
     # rsync leaves the copy in the page cache; Ferry syncs it to disk before it records the sync as
     # complete. To compare like with like, rsync's step includes a sync too.
     rsync = ['sh', '-c', 'rsync -a -z --delete "$0"/ "$1"/ && sync', source, os.path.join(work, 'rsync-dst')]
-    rsync_full, _ = timed(rsync)
+    rsync_full = timed(rsync)[0]
     ferry_full, full = ferry_sync(work, source, os.path.join(work, 'ferry-dst'), 'full')
     rows.append(('full sync', rsync_full, ferry_full))
-    subprocess.run([sys.executable, DATASET, 'mutate', source, '--scale', str(args.scale)], check=True, stdout=subprocess.DEVNULL)
-    rsync_incr, _ = timed(rsync)
+    mutate(source, args.scale)
+    rsync_incr = timed(rsync)[0]
     ferry_incr, incr = ferry_sync(work, source, os.path.join(work, 'ferry-dst'), 'incremental')
     rows.append(('incremental sync', rsync_incr, ferry_incr))
     check = subprocess.run(['diff', '-r', '--exclude=.ferry-state', source, os.path.join(work, 'ferry-dst')], capture_output=True, check=False)

@@ -233,19 +233,22 @@ def _dispatch(args, pool, reporter):  # pylint: disable=too-many-return-statemen
 
 
 def _print_human(command, result):
+    out = sys.stdout
     if command == 'points':
         for point in result['points']:
             stats = point['stats']
-            print('%s  %s  %-20s %8d files %10s  %s' % (point['id'], point['time'], point['group'], stats.get('files', 0),
-                                                     _size(stats.get('bytes', 0)), ' '.join('%s=%s' % kv for kv in sorted(point['tags'].items()))))
+            tags = ' '.join('%s=%s' % kv for kv in sorted(point['tags'].items()))
+            row = (point['id'], point['time'], point['group'], stats.get('files', 0), _size(stats.get('bytes', 0)), tags)
+            out.write('%s  %s  %-20s %8d files %10s  %s\n' % row)
         return
     if command == 'check':
-        print('pool is %s: %d points, %d packs, %d blobs%s' % ('healthy' if result['ok'] else 'DAMAGED', result['points'], result['packs'],
-                                                         result['indexed_blobs'], ', every byte read' if result['read_data'] else ''))
+        state = 'healthy' if result['ok'] else 'DAMAGED'
+        extra = ', every byte read' if result['read_data'] else ''
+        out.write('pool is %s: %d points, %d packs, %d blobs%s\n' % (state, result['points'], result['packs'], result['indexed_blobs'], extra))
         for error in result['errors']:
-            print('  ' + error)
+            out.write('  %s\n' % error)
         return
-    print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    out.write(json.dumps(result, indent=2, sort_keys=True, default=str) + '\n')
 
 
 def _size(count):
@@ -269,7 +272,7 @@ def main(argv):
         sys.stderr.write('ferry pool %s: interrupted; the pool is consistent (run the command again to resume)\n' % args.command)
         return 130
     if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True, default=str) + '\n')
     else:
         _print_human(args.command, result)
     return code

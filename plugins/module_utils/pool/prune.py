@@ -14,7 +14,7 @@ Its steps keep every point readable whenever it stops:
 
 from __future__ import annotations
 
-from ansible_collections.ferry.kube.plugins.module_utils.pool import format as fmt, retention
+from ansible_collections.ferry.kube.plugins.module_utils.pool import retention
 from ansible_collections.ferry.kube.plugins.module_utils.pool.check import stored_packs
 from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress
 from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import read_tree

@@ -285,8 +285,8 @@ class Pool:
             record['time'] = time.time()
             try:
                 self.backend.replace(name, json.dumps(record).encode())
-            except Exception:  # pylint: disable=broad-except - a missed refresh only ages the lock
-                pass
+            except Exception:  # pylint: disable=broad-except
+                pass  # a missed refresh only ages the lock
 
     def _conflicting_lock(self, own, exclusive):
         for key, _size in self.backend.list('locks/'):

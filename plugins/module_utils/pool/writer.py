@@ -71,7 +71,8 @@ class BlobWriter:
 
     def _upload(self, builder):
         self._raise_upload_error()
-        self.in_flight.acquire()  # pylint: disable=consider-using-with - released when the upload ends
+        # released when the upload ends
+        self.in_flight.acquire()  # pylint: disable=consider-using-with
         try:
             self.uploads.append(self.executor.submit(self._finish_and_write, builder))
         except BaseException:
@@ -86,8 +87,8 @@ class BlobWriter:
                 self.uploaded.append((pack_id, builder.kind, builder.entries))
                 self.stats['packs'] += 1
                 self.stats['bytes_stored'] += len(data)
-        except BaseException as exc:  # pylint: disable=broad-except - re-raised in the caller's thread
-            self.error = exc
+        except BaseException as exc:  # pylint: disable=broad-except
+            self.error = exc  # re-raised in the caller's thread
         finally:
             self.in_flight.release()
 

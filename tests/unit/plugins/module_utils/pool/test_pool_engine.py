@@ -147,7 +147,7 @@ def test_wrong_passphrase_is_a_clear_error_and_keys_rotate_without_reencryption(
 def test_sessions_never_share_a_nonce(pool):
     other = reopen(pool)
     assert pool.keys.session_id != other.keys.session_id
-    sealed = {pool.keys.seal(b'same', b'aad')[:12] for _ in range(1000)}
+    sealed = {pool.keys.seal(b'same', b'aad')[:12] for count in range(1000)}
     assert len(sealed) == 1000
 
 

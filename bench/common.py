@@ -1,0 +1,57 @@
+"""What the benchmarks share: the reference dataset, cache dropping, and timing a command with its peak memory."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATASET = os.path.join(os.path.dirname(ROOT), 'shared', 'bench', 'make_dataset.py')
+
+
+def drop_caches():
+    """Drop the page cache (cold-cache runs) where the kernel allows it; False when it does not."""
+    subprocess.run(['sync'], check=False)
+    try:
+        with open('/proc/sys/vm/drop_caches', 'w', encoding='ascii') as handle:
+            handle.write('3\n')
+        return True
+    except OSError:
+        return False
+
+
+def timed(argv, env=None, cold=True):
+    """(seconds, stdout, peak RSS in MiB) of a command that must succeed; GNU time reads the peak."""
+    if cold:
+        drop_caches()
+    with tempfile.NamedTemporaryFile('r', suffix='.rss') as rss:
+        started = time.perf_counter()
+        proc = subprocess.run(['/usr/bin/time', '-f', '%M', '-o', rss.name] + list(argv), capture_output=True, text=True, env=env, check=False)
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit('%s failed: %s %s' % (' '.join(argv[:4]), proc.stdout[-1000:], proc.stderr[-1000:]))
+        peak = int(rss.read().strip().splitlines()[-1]) / 1024
+    return seconds, proc.stdout, peak
+
+
+def dataset(work, scale, name='orig'):
+    """The reference dataset at ``scale`` under ``work``, generated once per work directory."""
+    original = os.path.join(work, name)
+    if not os.path.isdir(original):
+        subprocess.run([sys.executable, DATASET, 'generate', original, '--scale', str(scale)], check=True, stdout=subprocess.DEVNULL)
+    return original
+
+
+def mutate(path, scale):
+    subprocess.run([sys.executable, DATASET, 'mutate', path, '--scale', str(scale)], check=True, stdout=subprocess.DEVNULL)
+
+
+def fresh_copy(original, target):
+    shutil.rmtree(target, ignore_errors=True)
+    subprocess.run(['cp', '-a', original, target], check=True)
+
+
+def tree_bytes(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _s, fs in os.walk(path) for f in fs)
