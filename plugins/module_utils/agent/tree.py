@@ -36,7 +36,7 @@ def chunk_file(path, cutter=None):
     return [(blake3.blake3(chunk.data).digest(), chunk.offset, chunk.length) for chunk in cutter.cut_file(path)]
 
 
-def _xattrs(path):
+def read_xattrs(path):
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
@@ -50,13 +50,14 @@ def _xattrs(path):
     return values
 
 
-def scan(root, skip=(STATE_DIR_NAME,), identity=False):
+def scan(root, skip=(STATE_DIR_NAME,), identity=False, file_xattrs=True):
     """Yield entries of the tree under ``root``, parents before children, in a stable order.
 
     Entry keys: path (relative, '/'-separated), type (dir, file, symlink, link), mode, uid, gid,
     mtime_ns, size (files), target (symlinks, and the first path of a hard-link group for links),
     xattrs (when present); with ``identity`` also ino and ctime_ns, which tell a rewritten file from an
-    untouched one even when its size and mtime were kept.
+    untouched one even when its size and mtime were kept. Without ``file_xattrs`` regular files come
+    without xattrs: a caller that knows a file is unchanged (same ctime) takes them from its last record.
     """
     seen_inodes = {}
     stack = ['']
@@ -92,7 +93,7 @@ def scan(root, skip=(STATE_DIR_NAME,), identity=False):
                         entry.update(ino=info.st_ino, ctime_ns=info.st_ctime_ns)
             else:
                 continue  # sockets, fifos and devices are not data
-            xattrs = _xattrs(full)
+            xattrs = read_xattrs(full) if file_xattrs or entry['type'] != 'file' else None
             if xattrs:
                 entry['xattrs'] = xattrs
             yield entry

@@ -24,6 +24,8 @@ import threading
 from collections import OrderedDict
 from urllib.parse import urlparse
 
+from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io
+
 
 class BackendError(Exception):
     """The storage refused or failed an operation; the message names the object and the cause."""
@@ -37,6 +39,7 @@ class Backend:
     """The operations a pool needs. Keys are '/'-separated names relative to the pool's root."""
 
     location = ''  # a description without secrets, for messages
+    accepts_buffers = False  # write() takes a memoryview as it is (else the caller passes bytes)
 
     def write(self, key, data):
         """Create ``key`` with ``data`` atomically; an existing object of the same size is kept.
@@ -80,6 +83,8 @@ class Backend:
 class LocalBackend(Backend):
     """A directory. Writes go to a temporary file that is fsynced and renamed into place."""
 
+    accepts_buffers = True
+
     def __init__(self, root, durable=True):
         self.root = os.path.abspath(root)
         self.location = self.root
@@ -101,6 +106,10 @@ class LocalBackend(Backend):
 
     def write_deferred(self, key, data):
         self._put(key, data, overwrite=False, sync=False)
+
+    def local_path(self, key):
+        """Where ``key`` lives on disk (callers that read whole packs directly)."""
+        return self._path(key)
 
     def flush(self):
         with self._unsynced_lock:
@@ -136,13 +145,19 @@ class LocalBackend(Backend):
                     raise BackendError('%s already exists with other content; it was not overwritten' % self._describe(key))
             handle, temp = tempfile.mkstemp(prefix='.tmp-', dir=directory)
             try:
-                with os.fdopen(handle, 'wb') as stream:
-                    stream.write(data)
-                    if self.durable and sync:
-                        stream.flush()
-                        os.fsync(stream.fileno())
+                if len(data) >= DIRECT_MIN:
+                    os.close(handle)
+                    handle = direct_io.create_and_write(temp, data)
+                else:
+                    _write_all(handle, data)
+                if self.durable and sync:
+                    os.fsync(handle)
+                os.close(handle)
+                handle = None
                 os.replace(temp, path)
             except BaseException:
+                if handle is not None:
+                    os.close(handle)
                 _remove_quietly(temp)
                 raise
             if self.durable and sync:
@@ -235,6 +250,12 @@ class LocalBackend(Backend):
         return '%s in pool %s' % (key, self.location)
 
 
+def _write_all(handle, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(handle, view):]
+
+
 def _remove_quietly(path):
     try:
         os.remove(path)
@@ -256,6 +277,7 @@ def _fsync_dir(directory):
 
 
 OPEN_PACKS_PER_THREAD = 32
+DIRECT_MIN = 1024 * 1024  # objects this large (packs) are written around the page cache
 SCHEMES = ('file', 's3', 'gs', 'azure')
 
 

@@ -18,11 +18,11 @@ import socket
 import time
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent import tree as walk
-from ansible_collections.ferry.kube.plugins.module_utils.pool import format as fmt
+from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io, format as fmt
 from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress, count_trees
 from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import PoolError
 from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import ParentTree, TreeWriter, read_tree
@@ -34,11 +34,9 @@ except ImportError:  # pragma: no cover
     FastCDC = None
 
 METADATA_PIECE = 4 * 1024 * 1024
-WINDOW_FILES = 512           # entries waiting for their chunks before the walk pauses
+WINDOW_ENTRIES = 20000       # entries waiting for an earlier file's chunks before the walk pauses (a few MB)
+IN_FLIGHT_PER_WORKER = 4     # files handed to the chunking workers ahead of them
 CHECKPOINT_SECONDS = 60.0
-# Entry fields kept in the tree; 'blocks' (sparseness is restored from zero chunks) and the identity
-# fields stay in the tree only to drive the next backup's quick check.
-TREE_FIELDS = ('path', 'type', 'mode', 'uid', 'gid', 'mtime_ns', 'size', 'target', 'xattrs', 'chunks', 'ino', 'ctime_ns')
 
 
 class Backup:
@@ -70,7 +68,8 @@ class Backup:
             writer = BlobWriter(self.pool)
             started = time.time()
             try:
-                count_trees(list(self.volumes.values()), self.progress, self.skip)
+                if self.progress.report is not None:  # the total only serves the ETA; its walk costs a few percent
+                    count_trees(list(self.volumes.values()), self.progress, self.skip)
                 volumes = {}
                 with self.progress:
                     for name, path in sorted(self.volumes.items()):
@@ -99,40 +98,81 @@ class Backup:
     def _volume(self, writer, root, parent_tree):
         stats = {'files': 0, 'dirs': 0, 'links': 0, 'bytes': 0, 'files_changed': 0, 'files_unchanged': 0, 'bytes_read': 0}
         trees = TreeWriter(writer)
-        window = deque()
+        window, in_flight = deque(), set()
+        batch = _Batch()
+        unchanged_bytes = unchanged_files = 0
         self._last_checkpoint = time.monotonic()
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix='ferry-chunk') as executor:
-            for entry in walk.scan(root, skip=self.skip, identity=True):
-                future = None
+
+            def submit(function, *args):
+                nonlocal in_flight
+                if len(in_flight) >= IN_FLIGHT_PER_WORKER * self.workers:
+                    in_flight = wait(in_flight, return_when=FIRST_COMPLETED).not_done
+                future = executor.submit(function, *args)
+                in_flight.add(future)
+                return future
+
+            for entry in walk.scan(root, skip=self.skip, identity=True, file_xattrs=not self.compare_identity):
+                slot = None
                 if entry['type'] == 'file':
                     stats['files'] += 1
                     stats['bytes'] += entry['size']
                     previous = parent_tree.find(entry['path']) if parent_tree is not None else None
                     if self._unchanged(previous, entry):
                         entry['chunks'] = previous['chunks']
+                        if self.compare_identity and previous.get('xattrs'):
+                            entry['xattrs'] = previous['xattrs']  # xattrs cannot change without the ctime
                         stats['files_unchanged'] += 1
-                        self.progress.add(entry['size'], 1)
+                        unchanged_bytes += entry['size']
+                        unchanged_files += 1
+                        if unchanged_files >= 256:
+                            self.progress.add(unchanged_bytes, unchanged_files)
+                            unchanged_bytes = unchanged_files = 0
                     else:
                         stats['files_changed'] += 1
                         stats['bytes_read'] += entry['size']
-                        future = executor.submit(self._chunk_file, writer, os.path.join(root, entry['path']), entry)
+                        path = os.path.join(root, entry['path'])
+                        if self.compare_identity:
+                            entry['xattrs'] = walk.read_xattrs(path)
+                            if not entry['xattrs']:
+                                del entry['xattrs']
+                        if entry['size'] <= self.chunk_params[1]:
+                            # files of one chunk go to the workers in batches: one task per file
+                            # would make the walk, not the workers, the bottleneck
+                            slot = batch.add(path, entry['size'])
+                            if batch.full():
+                                batch.submit(submit(self._chunk_small_files, writer, batch.paths))
+                                batch = _Batch()
+                        else:
+                            slot = _Slot(submit(self._chunk_file, writer, path, entry))
                 else:
                     stats['dirs' if entry['type'] == 'dir' else 'links'] += 1
-                window.append((entry, future))
-                while window and (window[0][1] is None or window[0][1].done() or len(window) > WINDOW_FILES):
+                # entries wait here in walk order while a big file ahead of them is still being cut;
+                # the workers go on with the files behind it meanwhile
+                window.append((entry, slot))
+                while window and (window[0][1] is None or window[0][1].done() or len(window) > WINDOW_ENTRIES):
+                    if window[0][1] is not None and not window[0][1].submitted():
+                        break  # its batch is still being filled
                     self._emit(trees, writer, *window.popleft())
+            self.progress.add(unchanged_bytes, unchanged_files)
+            if batch.paths:
+                batch.submit(submit(self._chunk_small_files, writer, batch.paths))
             while window:
                 self._emit(trees, writer, *window.popleft())
         stats['tree'] = trees.finish()
         return stats
 
-    def _emit(self, trees, writer, entry, future):
-        if future is not None:
-            entry['chunks'] = future.result()
-        trees.add({k: entry[k] for k in TREE_FIELDS if k in entry})
+    def _emit(self, trees, writer, entry, slot):
+        if slot is not None:
+            entry['chunks'] = slot.result()
+        entry.pop('blocks', None)  # sparseness comes back from zero chunks
+        trees.add(entry)
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
             writer.checkpoint(flush_open_packs=False)  # what is uploaded so far survives a crash from here on
             self._last_checkpoint = time.monotonic()
+
+    def _chunk_small_files(self, writer, paths):
+        return [self._chunk_file(writer, path, None) for path in paths]
 
     def _unchanged(self, previous, entry):
         if previous is None or previous.get('type') != 'file' or 'chunks' not in previous:
@@ -147,14 +187,15 @@ class Backup:
         keys = self.pool.keys
         chunks = []
         try:
-            with open(path, 'rb', buffering=0) as stream:
-                if entry['size'] <= self.chunk_params[1]:
+            if entry is None:  # a file of one chunk
+                with open(path, 'rb', buffering=0) as stream:
                     data = stream.read()
-                    if data:
-                        chunks.append(self._store(writer, keys, data))
-                    self.progress.add(len(data), 1)
-                    return chunks
-                cutter = FastCDC(self.chunk_params[0], min_size=self.chunk_params[1], max_size=self.chunk_params[2])
+                if data:
+                    chunks.append(self._store(writer, keys, data))
+                self.progress.add(len(data), 1)
+                return chunks
+            cutter = FastCDC(self.chunk_params[0], min_size=self.chunk_params[1], max_size=self.chunk_params[2])
+            with direct_io.DirectReader(path) as stream:
                 for chunk in cutter.cut_stream(stream):  # one reused buffer: no mmap, memory stays flat
                     chunks.append(self._store(writer, keys, chunk.data))
                     self.progress.add(chunk.length)
@@ -189,6 +230,60 @@ class Backup:
         return {'id': '%s-%s' % (stamp.strftime('%Y%m%dT%H%M%SZ'), uuid.uuid4().hex[:8]), 'time': stamp.strftime('%Y-%m-%dT%H:%M:%SZ'),
                 'time_unix': now, 'host': socket.gethostname(), 'group': self.group, 'tags': self.tags,
                 'parent': parent['id'] if parent else None, 'volumes': volumes, 'metadata': metadata, 'stats': totals}
+
+
+class _Slot:
+    """Where an entry's chunk list will come from: a task for one file."""
+
+    def __init__(self, future):
+        self.future = future
+
+    def submitted(self):
+        return True
+
+    def done(self):
+        return self.future.done()
+
+    def result(self):
+        return self.future.result()
+
+
+class _BatchSlot:
+    """An entry's place in a batch of small files."""
+
+    def __init__(self, batch, position):
+        self.batch = batch
+        self.position = position
+
+    def submitted(self):
+        return self.batch.future is not None
+
+    def done(self):
+        return self.batch.future is not None and self.batch.future.done()
+
+    def result(self):
+        return self.batch.future.result()[self.position]
+
+
+class _Batch:
+    FILES = 64
+    BYTES = 4 * 1024 * 1024
+
+    def __init__(self):
+        self.paths = []
+        self.bytes = 0
+        self.future = None
+
+    def add(self, path, size):
+        self.paths.append(path)
+        self.bytes += size
+        return _BatchSlot(self, len(self.paths) - 1)
+
+    def full(self):
+        return len(self.paths) >= self.FILES or self.bytes >= self.BYTES
+
+    def submit(self, future):
+        self.future = future
 
 
 def read_metadata(pool, point, name):

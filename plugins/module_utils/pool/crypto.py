@@ -143,14 +143,19 @@ class Keys:
 
     def seal(self, data, aad, meta=False, session_id=None):
         """nonce || ciphertext || tag under this process's session key (``session_id`` picks another's, for tests)."""
+        return b''.join(self.seal_parts(data, aad, meta, session_id))
+
+    def seal_parts(self, data, aad, meta=False, session_id=None):
+        """(nonce, ciphertext || tag): what ``seal`` joins, for callers that copy both into a pack anyway."""
         root = self.meta_root if meta else self.data_root
         nonce = self._nonce()
-        return nonce + self._session_aead(root, session_id or self.session_id).encrypt(nonce, data, aad)
+        return nonce, self._session_aead(root, session_id or self.session_id).encrypt(nonce, data, aad)
 
     def open(self, sealed, aad, session_id, meta=False):
         root = self.meta_root if meta else self.data_root
         aead = self._session_aead(root, session_id)
         try:
-            return aead.decrypt(bytes(sealed[:NONCE_SIZE]), bytes(sealed[NONCE_SIZE:]), aad)
+            view = memoryview(sealed)  # no copies of the ciphertext: the AEAD reads the buffer in place
+            return aead.decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], aad)
         except InvalidTag:
             raise IntegrityError('authentication failed') from None

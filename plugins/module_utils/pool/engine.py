@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import open_backend
 from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool, PoolError
@@ -21,7 +20,7 @@ def keep_freed_memory():
     compressing the data. Reusing the heap keeps that cost out (measured in bench/pool).
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        libc = ctypes.CDLL(None)  # the C library the interpreter runs on
         libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024 * 1024)
         libc.mallopt(_M_TRIM_THRESHOLD, 512 * 1024 * 1024)
     except (OSError, AttributeError):

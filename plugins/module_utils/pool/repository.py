@@ -33,7 +33,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import No
 
 FORMAT_VERSION = 1
 DEFAULTS = {'chunk_min': 256 * 1024, 'chunk_avg': 1024 * 1024, 'chunk_max': 4 * 1024 * 1024,
-            'compression': 'zstd', 'compression_level': 3, 'pack_size': 16 * 1024 * 1024, 'cipher': 'aes-256-gcm'}
+            'compression': 'zstd', 'compression_level': 1, 'pack_size': 16 * 1024 * 1024, 'cipher': 'aes-256-gcm'}
 INDEX_MAGIC = b'FIX1'
 POINT_MAGIC = b'FPT1'
 LOCK_STALE_SECONDS = 30 * 60
@@ -179,8 +179,11 @@ class Pool:
 
     # -- blobs -------------------------------------------------------------------------------------
 
-    def read_blob(self, blob_id, verify=True):
-        """The plaintext of a blob, authenticated and (with ``verify``) checked against its id."""
+    def read_blob(self, blob_id, verify=True, pack_cache=None):
+        """The plaintext of a blob, authenticated and (with ``verify``) checked against its id.
+
+        With ``pack_cache`` (packcache.PackCache) whole packs are read once and blobs cut from them.
+        """
         if not self.index_loaded:
             self.load_index()
         try:
@@ -189,6 +192,11 @@ class Pool:
             raise PoolError('blob %s is not in the index of the pool at %s; run check' % (blob_id.hex(), self.backend.location)) from None
         pack_id, kind = self.packs[number]
         key = fmt.pack_key(kind, pack_id)
+        if pack_cache is not None:
+            with pack_cache.pack(key) as pack:
+                if len(pack) < offset + length:
+                    raise fmt.FormatError('pack %s is shorter than its index says (truncated?)' % pack_id)
+                return self.open_blob(blob_id, blob_type, flags, pack[offset:offset + length], fmt.pack_session(pack), verify)
         sealed = self.backend.read(key, offset, length)
         return self.open_blob(blob_id, blob_type, flags, sealed, self.pack_session(key), verify)
 

@@ -4,7 +4,7 @@
 
 Entries are the agent's tree entries (path, type, mode, uid, gid, mtime_ns, size, target,
 xattrs) plus, for files, the list of chunk ids. The stream is cut into blobs after entries whose
-path hash ends in eight zero bits (about 256 entries a blob) or at 1 MiB, so the cuts depend on the
+path's CRC-32 ends in eight zero bits (about 256 entries a blob) or at 1 MiB, so the cuts depend on the
 entries themselves: a point where little changed shares most tree blobs with its parent.
 
 Entries are in the walk's order (a directory's entries together, directories depth first, names
@@ -14,13 +14,14 @@ without holding either in memory.
 
 from __future__ import annotations
 
+import zlib
+
 from ansible_collections.ferry.kube.plugins.module_utils.pool import format as fmt
 
 try:
-    import blake3
     import msgpack
 except ImportError:  # pragma: no cover
-    blake3 = msgpack = None
+    msgpack = None
 
 MAX_TREE_BLOB = 1024 * 1024
 
@@ -41,7 +42,7 @@ class TreeWriter:
 
     def add(self, entry):
         self.buffer += self.packer.pack(entry)
-        if len(self.buffer) >= MAX_TREE_BLOB or blake3.blake3(entry['path'].encode()).digest()[0] == 0:
+        if len(self.buffer) >= MAX_TREE_BLOB or zlib.crc32(entry['path'].encode()) & 0xff == 0:
             self._cut()
 
     def _cut(self):
@@ -75,15 +76,20 @@ class ParentTree:
 
     def __init__(self, entries):
         self.entries = iter(entries)
+        self._advance()
+
+    def _advance(self):
         self.current = next(self.entries, None)
+        self.current_key = order_key(self.current['path']) if self.current is not None else None
 
     def find(self, path):
+        if self.current is not None and self.current['path'] == path:  # the usual case: nothing moved
+            return self.current
         wanted = order_key(path)
         while self.current is not None:
-            key = order_key(self.current['path'])
-            if key == wanted:
+            if self.current_key == wanted:
                 return self.current
-            if key > wanted:
+            if self.current_key > wanted:
                 return None
-            self.current = next(self.entries, None)
+            self._advance()
         return None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.ferry.kube.plugins.module_utils.pool import format as fmt
+from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io, format as fmt
 
 STORE_RAW_RATIO = 0.97  # compressed data at least this large is stored as it is
 _local = threading.local()
@@ -36,6 +36,10 @@ class BlobWriter:
         self.uploads = []
         self.executor = ThreadPoolExecutor(max_workers=uploaders, thread_name_prefix='ferry-upload')
         self.in_flight = threading.BoundedSemaphore(max_packs_in_flight)
+        # packs being filled (one per kind) plus those waiting for upload, each in a reused aligned buffer
+        largest_blob = max(pool.config['chunk_max'], 4 * 1024 * 1024) + 64
+        size = -(-(self.pack_size + largest_blob + fmt.HEADER_RESERVE) // 4096) * 4096
+        self.buffers = direct_io.AlignedBuffers(size, keep=max_packs_in_flight + 2)
         self.error = None
         self.stats = {'blobs_new': 0, 'bytes_new': 0, 'bytes_stored': 0, 'packs': 0}
 
@@ -53,20 +57,24 @@ class BlobWriter:
             packed = _compressor(self.level).compress(plain)
             if len(packed) < STORE_RAW_RATIO * len(plain):
                 flags, payload = fmt.COMPRESSED, packed
-        sealed = self.keys.seal(payload, fmt.blob_aad(blob_type, flags, blob_id))
+        sealed = self.keys.seal_parts(payload, fmt.blob_aad(blob_type, flags, blob_id))
+        length = sum(len(part) for part in sealed)
         kind = fmt.PACK_KIND[blob_type]
-        full = None
+        full = []
         with self.lock:
             builder = self.builders.get(kind)
+            if builder is not None and not builder.fits(length):
+                full.append(self.builders.pop(kind))
+                builder = None
             if builder is None:
-                builder = self.builders[kind] = fmt.PackBuilder(self.keys, kind)
+                builder = self.builders[kind] = fmt.PackBuilder(self.keys, kind, self.buffers)
             builder.add(blob_type, blob_id, sealed, len(plain), flags)
             self.stats['blobs_new'] += 1
             self.stats['bytes_new'] += len(plain)
             if len(builder) >= self.pack_size:
-                full = self.builders.pop(kind)
-        if full is not None:
-            self._upload(full)
+                full.append(self.builders.pop(kind))
+        for builder in full:
+            self._upload(builder)
         return True
 
     def _upload(self, builder):
@@ -82,6 +90,8 @@ class BlobWriter:
     def _finish_and_write(self, builder):
         try:
             pack_id, data = builder.finish()
+            if not self.pool.backend.accepts_buffers:
+                data = bytes(data)
             self.pool.backend.write_deferred(fmt.pack_key(builder.kind, pack_id), data)
             with self.lock:
                 self.uploaded.append((pack_id, builder.kind, builder.entries))
@@ -90,6 +100,7 @@ class BlobWriter:
         except BaseException as exc:  # pylint: disable=broad-except
             self.error = exc  # re-raised in the caller's thread
         finally:
+            builder.release()
             self.in_flight.release()
 
     def _raise_upload_error(self):

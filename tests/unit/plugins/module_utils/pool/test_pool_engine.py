@@ -195,7 +195,7 @@ def test_an_interrupted_backup_leaves_a_consistent_pool_and_the_next_one_reuses_
     assert reopen(pool).point_ids() == []
     assert check(reopen(pool), read_data=True)['ok']
     again = Backup(reopen(pool), {'data': root}).run()
-    assert again['stats']['bytes_new'] <= 20 * 1024 * 1024, 'chunks checkpointed before the failure are not uploaded again'
+    assert again['stats']['bytes_new'] <= 30 * 1024 * 1024, 'chunks checkpointed before the failure (at least a quarter) are not uploaded again'
     Restore(reopen(pool), again, {'data': str(tmp_path / 'out')}).run()
     assert describe(str(tmp_path / 'out')) == describe(root)
 
@@ -298,3 +298,21 @@ def test_documents_cannot_be_replayed_under_another_name(pool):
     sealed = fmt.seal_document(pool.keys, b'FPT1', {'id': 'a'}, b'points/a')
     with pytest.raises(fmt.FormatError):
         fmt.open_document(pool.keys, b'FPT1', sealed, b'points/b')
+
+
+def test_worker_processes_never_share_a_buffer(pool, tmp_path):
+    """Restores from a local pool fork worker processes; the parent's buffers must stay its own
+    (an anonymous mmap is shared by default: four workers once wrote into one buffer)."""
+    from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io
+    direct_io._buffer()[:4] = b'dirt'  # pylint: disable=protected-access
+    root = str(tmp_path / 'big')
+    os.makedirs(root)
+    for number in range(24):
+        with open(os.path.join(root, 'f%02d' % number), 'wb') as handle:
+            handle.write(os.urandom(1024 * 1024 + number * 4097))
+    point = Backup(pool, {'data': root}).run()
+    restore = Restore(reopen(pool), point, {'data': str(tmp_path / 'out')}, workers=4)
+    with restore._executor() as executor:  # pylint: disable=protected-access
+        assert executor.__class__.__name__ == 'ProcessPoolExecutor'
+    restore.run()
+    assert describe(str(tmp_path / 'out')) == describe(root)
