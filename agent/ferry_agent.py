@@ -2,6 +2,7 @@
 
     ferry_agent.py sink --listen 127.1.2.3:8443 --root /data --state /state --tls /etc/ferry/tls [--once]
     ferry_agent.py push --root /snapshot --to host:port --tls /etc/ferry/tls --sync-id ID
+    ferry_agent.py pool backup|restore|check|... LOCATION ...      (staged syncs: the storage-pool engine, docs/pool.md)
 
 It speaks Ferry's transfer protocol over TLS 1.3 with the per-sync certificates the control node
 put in its Secret (ca.crt, tls.crt, tls.key); a sink accepts only source agents and the control
@@ -109,6 +110,10 @@ def _tree_bytes(root):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['pool']:  # the same engine and command line as the control node's bin/ferry pool
+        from ansible_collections.ferry.kube.plugins.module_utils.pool import cli  # pylint: disable=import-outside-toplevel
+        return cli.main(argv[1:])
     parser = argparse.ArgumentParser(prog='ferry_agent.py', description="Ferry's data-mover agent")
     sub = parser.add_subparsers(dest='command', required=True)
     sink = sub.add_parser('sink', help='receive a volume')

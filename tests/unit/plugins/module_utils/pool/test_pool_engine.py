@@ -316,3 +316,14 @@ def test_worker_processes_never_share_a_buffer(pool, tmp_path):
         assert executor.__class__.__name__ == 'ProcessPoolExecutor'
     restore.run()
     assert describe(str(tmp_path / 'out')) == describe(root)
+
+
+def test_the_agent_runs_the_same_engine(tmp_path):
+    root = str(tmp_path / 'volume')
+    make_tree(root)
+    agent = os.path.join(ROOT, 'agent', 'ferry_agent.py')
+    env = dict(os.environ, FERRY_POOL_PASSPHRASE='agent pw', PYTHONPATH=os.path.join(ROOT, '.build', 'collections'))
+    location = str(tmp_path / 'pool')
+    for argv in (['init', location], ['backup', location, root, '--group', 'agent'], ['restore', location, 'latest', str(tmp_path / 'out')]):
+        subprocess.run([sys.executable, agent, 'pool'] + argv + ['-q'], check=True, env=env, stdout=subprocess.DEVNULL)
+    assert describe(str(tmp_path / 'out')) == describe(root)
