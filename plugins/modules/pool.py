@@ -51,7 +51,9 @@ options:
         type: str
         required: true
       options:
-        description: Its backend settings (see O(pool.options)).
+        description:
+          - Its backend settings, as in O(pool.options).
+          - The whole dict is kept out of logs, since it may carry credentials.
         type: dict
   new_passphrase:
     description:
@@ -279,7 +281,7 @@ def main():
         copy_ids_from=dict(type='dict', options=dict(
             location=dict(type='str', required=True),
             passphrase=dict(type='str', required=True, no_log=True),
-            options=dict(type='dict'),
+            options=dict(type='dict', no_log=True),
         )),
         new_passphrase=dict(type='str', no_log=True),
         retention=dict(type='dict', options=dict(

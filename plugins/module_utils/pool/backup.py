@@ -34,9 +34,10 @@ except ImportError:  # pragma: no cover
     FastCDC = None
 
 METADATA_PIECE = 4 * 1024 * 1024
-WINDOW_ENTRIES = 20000       # entries waiting for an earlier file's chunks before the walk pauses (a few MB)
+WINDOW_ENTRIES = 8192        # entries waiting for an earlier file's chunks before the walk pauses (a few MB)
 IN_FLIGHT_PER_WORKER = 4     # files handed to the chunking workers ahead of them
 CHECKPOINT_SECONDS = 60.0
+CHECKPOINT_BYTES = 512 * 1024 * 1024  # stored bytes between checkpoints at most
 
 
 class Backup:
@@ -167,8 +168,10 @@ class Backup:
             entry['chunks'] = slot.result()
         entry.pop('blocks', None)  # sparseness comes back from zero chunks
         trees.add(entry)
-        if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
-            writer.checkpoint(flush_open_packs=False)  # what is uploaded so far survives a crash from here on
+        if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds or writer.unindexed_bytes() >= CHECKPOINT_BYTES:
+            # what is uploaded so far survives a crash from here on; and the writer's list of what
+            # awaits indexing stays short, so memory does not grow with the size of the backup
+            writer.checkpoint(flush_open_packs=False)
             self._last_checkpoint = time.monotonic()
 
     def _chunk_small_files(self, writer, paths):

@@ -42,6 +42,11 @@ class BlobWriter:
         self.buffers = direct_io.AlignedBuffers(size, keep=max_packs_in_flight + 2)
         self.error = None
         self.stats = {'blobs_new': 0, 'bytes_new': 0, 'bytes_stored': 0, 'packs': 0}
+        self._unindexed = 0
+
+    def unindexed_bytes(self):
+        """Bytes uploaded since the last checkpoint (what a crash now would make the next backup redo)."""
+        return self._unindexed
 
     def known(self, blob_id):
         return blob_id in self.pool.blobs or blob_id in self.pending
@@ -97,6 +102,7 @@ class BlobWriter:
                 self.uploaded.append((pack_id, builder.kind, builder.entries))
                 self.stats['packs'] += 1
                 self.stats['bytes_stored'] += len(data)
+                self._unindexed += len(data)
         except BaseException as exc:  # pylint: disable=broad-except
             self.error = exc  # re-raised in the caller's thread
         finally:
@@ -121,6 +127,7 @@ class BlobWriter:
         self._raise_upload_error()
         with self.lock:
             packs, self.uploaded = self.uploaded, []
+            self._unindexed = 0
         if not packs:
             return None
         self.pool.backend.flush()  # the packs are durable before an index names them

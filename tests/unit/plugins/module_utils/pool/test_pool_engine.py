@@ -153,13 +153,14 @@ def test_sessions_never_share_a_nonce(pool):
 
 def test_a_flipped_byte_is_found_and_named(pool, source, tmp_path):
     point = Backup(pool, {'data': source}).run()
-    data_dir = os.path.join(pool.backend.root, 'data')
-    packs = [os.path.join(top, name) for top, _dirs, names in os.walk(data_dir) for name in names]
-    biggest = max(packs, key=os.path.getsize)
-    with open(biggest, 'r+b') as handle:
-        handle.seek(4096)
+    from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import read_tree
+    big = [e for e in read_tree(pool, point['volumes']['data']['tree']) if e['path'] == 'hard'][0]  # big.bin's first name
+    number, offset = pool.blobs[big['chunks'][0]][:2]
+    pack_id, kind = pool.packs[number]
+    with open(os.path.join(pool.backend.root, kind, pack_id[:2], pack_id), 'r+b') as handle:
+        handle.seek(offset + 100)
         byte = handle.read(1)
-        handle.seek(4096)
+        handle.seek(offset + 100)
         handle.write(bytes([byte[0] ^ 0x01]))
     assert check(reopen(pool))['ok'], 'structure alone does not read the data'
     result = check(reopen(pool), read_data=True)
