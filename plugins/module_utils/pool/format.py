@@ -6,7 +6,7 @@ A pack is written as a stream and read by byte range::
 
     b'FPK1' | session id (16)
     blob*    nonce | ciphertext | tag            (one per chunk, tree part or metadata part)
-    header   sealed msgpack [[type, id, offset, length, raw length, flags], ...]
+    header   sealed zstd(msgpack [[type, id, offset, length, raw length, flags], ...])
     trailer  header length (u32, big endian) | b'FPK1'
 
 Its name is the unkeyed BLAKE3 of its bytes, so anyone can check a pack for damage without keys,
@@ -98,7 +98,8 @@ class PackBuilder:
         return self.size
 
     def finish(self):
-        header = self.keys.seal(msgpack.packb(self.entries, use_bin_type=True), b'pack-header' + self.keys.session_id, meta=True)
+        listing = zstandard.ZstdCompressor(level=3).compress(msgpack.packb(self.entries, use_bin_type=True))
+        header = self.keys.seal(listing, b'pack-header' + self.keys.session_id, meta=True)
         trailer = TRAILER.pack(len(header), PACK_MAGIC)
         if self.memory is not None and self.size + len(header) + len(trailer) <= self.capacity:
             end = self.size + len(header)
@@ -142,7 +143,7 @@ def read_pack_header(keys, data):
         plain = keys.open(data[start:len(data) - TRAILER.size], b'pack-header' + session_id, session_id, meta=True)
     except IntegrityError:
         raise FormatError('pack header does not authenticate') from None
-    return session_id, msgpack.unpackb(plain, raw=False)
+    return session_id, msgpack.unpackb(zstandard.ZstdDecompressor().decompress(plain), raw=False)
 
 
 def seal_document(keys, magic, document, aad):

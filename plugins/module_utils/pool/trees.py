@@ -4,7 +4,7 @@
 
 Entries are the agent's tree entries (path, type, mode, uid, gid, mtime_ns, size, target,
 xattrs) plus, for files, the list of chunk ids. The stream is cut into blobs after entries whose
-path's CRC-32 ends in eight zero bits (about 256 entries a blob) or at 1 MiB, so the cuts depend on the
+path's CRC-32 ends in six zero bits (about 64 entries a blob) or at 1 MiB, so the cuts depend on the
 entries themselves: a point where little changed shares most tree blobs with its parent.
 
 Entries are in the walk's order (a directory's entries together, directories depth first, names
@@ -24,6 +24,8 @@ except ImportError:  # pragma: no cover
     msgpack = None
 
 MAX_TREE_BLOB = 1024 * 1024
+# about 64 entries a blob: a point where a few files changed rewrites only the blobs holding them
+CUT_MASK = 0x3f
 
 
 def order_key(path):
@@ -42,7 +44,7 @@ class TreeWriter:
 
     def add(self, entry):
         self.buffer += self.packer.pack(entry)
-        if len(self.buffer) >= MAX_TREE_BLOB or zlib.crc32(entry['path'].encode()) & 0xff == 0:
+        if len(self.buffer) >= MAX_TREE_BLOB or zlib.crc32(entry['path'].encode()) & CUT_MASK == 0:
             self._cut()
 
     def _cut(self):
