@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent import tree as walk
 from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io, format as fmt
+from ansible_collections.ferry.kube.plugins.module_utils.pool.engine import release_freed_memory
 from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress, count_trees
 from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import PoolError
 from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import ParentTree, TreeWriter, read_tree
@@ -172,6 +173,7 @@ class Backup:
             # what is uploaded so far survives a crash from here on; and the writer's list of what
             # awaits indexing stays short, so memory does not grow with the size of the backup
             writer.checkpoint(flush_open_packs=False)
+            release_freed_memory()
             self._last_checkpoint = time.monotonic()
 
     def _chunk_small_files(self, writer, paths):
