@@ -207,11 +207,11 @@ def _run(module):
         source = None
         if params['copy_ids_from']:
             source = pool_options.open_pool(module, params['copy_ids_from'], params['copy_ids_from']['passphrase'])
-        pool = Pool.create(backend, passphrase, params['settings'], copy_ids_from=source)
+        pool, rotate_now = Pool.create(backend, passphrase, params['settings'], copy_ids_from=source), False
     else:
-        pool = _open_or_rotated(module, backend, passphrase, params['new_passphrase'], result)
+        pool, rotate_now = _open_or_rotated(backend, passphrase, params['new_passphrase'])
 
-    if params['new_passphrase'] and not result['passphrase_rotated'] and not result['created'] and pool.opened_with == 'current':
+    if params['new_passphrase'] and rotate_now:
         result.update(changed=True, passphrase_rotated=True)
         if not module.check_mode:
             rotate(pool, passphrase, params['new_passphrase'])
@@ -239,18 +239,14 @@ def _run(module):
     return result
 
 
-def _open_or_rotated(module, backend, passphrase, new_passphrase, result):
-    """The pool opened with the current passphrase, or with the new one when a rotation already happened."""
+def _open_or_rotated(backend, passphrase, new_passphrase):
+    """(pool, True) opened with the current passphrase, or (pool, False) with the new one when a rotation already happened."""
     try:
-        pool = Pool.open(backend, passphrase)
-        pool.opened_with = 'current'
-        return pool
+        return Pool.open(backend, passphrase), True
     except PoolError:
         if not new_passphrase:
             raise
-    pool = Pool.open(backend, new_passphrase)  # a second run of a rotation: nothing left to do
-    pool.opened_with = 'new'
-    return pool
+    return Pool.open(backend, new_passphrase), False  # a second run of a rotation: nothing left to do
 
 
 def rotate(pool, passphrase, new_passphrase):

@@ -47,8 +47,7 @@ class AzureBackend(Backend):
             raise BackendError('the azure:// pool backend needs azure-storage-blob: install azure-storage-blob: pip install azure-storage-blob')
         options = dict(options or {})
         self.container = container
-        self.prefix = (prefix or '').strip('/')
-        self._root = self.prefix + '/' if self.prefix else ''
+        self._use_prefix(prefix)
         self._secrets = _secrets(options)
         where = 'azure://%s/%s' % (container, self.prefix) if self.prefix else 'azure://%s' % container
         self.location = where
@@ -108,11 +107,7 @@ class AzureBackend(Backend):
             pass  # compared below
         except AzureError as exc:
             raise self._error('write', key, exc) from None
-        found = self.size(key)
-        if found is None:
-            raise BackendError('%s was reported as existing but cannot be found; try again' % self._describe(key))
-        if found != len(data):
-            raise BackendError('%s already exists with %d bytes, not %d; it was not overwritten' % (self._describe(key), found, len(data)))
+        self._check_existing(key, len(data))
 
     def replace(self, key, data):
         try:
@@ -169,14 +164,6 @@ class AzureBackend(Backend):
         self._service.close()
 
     # --- helpers -----------------------------------------------------------------------------
-
-    def _describe(self, key):
-        return '%s in pool %s' % (key, self.location)
-
-    def _scrub(self, text):
-        for secret in self._secrets:
-            text = text.replace(secret, '***')
-        return text
 
     def _error(self, action, key, exc):
         """A BackendError naming the blob, what was attempted and why it failed, without secrets."""

@@ -56,8 +56,7 @@ class GCSBackend(Backend):
             raise BackendError('the gs:// pool backend needs requests: install requests: pip install requests')
         options = dict(options or {})
         self.bucket = bucket
-        self.prefix = (prefix or '').strip('/')
-        self._root = self.prefix + '/' if self.prefix else ''
+        self._use_prefix(prefix)
         self.endpoint = (options.get('endpoint') or DEFAULT_ENDPOINT).rstrip('/')
         where = 'gs://%s/%s' % (bucket, self.prefix) if self.prefix else 'gs://%s' % bucket
         self.location = where if self.endpoint == DEFAULT_ENDPOINT else '%s at %s' % (where, self.endpoint)
@@ -111,11 +110,7 @@ class GCSBackend(Backend):
     def write(self, key, data):
         response = self._upload(key, data, 'write', {'ifGenerationMatch': '0'})
         if response.status_code == 412:
-            found = self.size(key)
-            if found is None:
-                raise BackendError('%s was reported as existing but cannot be found; try again' % self._describe(key))
-            if found != len(data):
-                raise BackendError('%s already exists with %d bytes, not %d; it was not overwritten' % (self._describe(key), found, len(data)))
+            self._check_existing(key, len(data))
             return
         self._check(response, 'write', key)
 
@@ -177,9 +172,6 @@ class GCSBackend(Backend):
         self._local = threading.local()
 
     # --- helpers -----------------------------------------------------------------------------
-
-    def _describe(self, key):
-        return '%s in pool %s' % (key, self.location)
 
     def _object_url(self, key):
         return '%s/%s' % (self._objects, quote(self._root + key, safe=''))

@@ -43,8 +43,7 @@ class S3Backend(Backend):
             raise BackendError('the s3:// pool backend needs boto3: install boto3: pip install boto3')
         options = dict(options or {})
         self.bucket = bucket
-        self.prefix = (prefix or '').strip('/')
-        self._root = self.prefix + '/' if self.prefix else ''
+        self._use_prefix(prefix)
         self.endpoint = options.get('endpoint_url') or None
         where = 's3://%s/%s' % (bucket, self.prefix) if self.prefix else 's3://%s' % bucket
         self.location = '%s at %s' % (where, self.endpoint) if self.endpoint else where
@@ -189,26 +188,11 @@ class S3Backend(Backend):
     def _name(self, key):
         return self._root + key
 
-    def _describe(self, key):
-        return '%s in pool %s' % (key, self.location)
-
     def _put(self, key, data, action):
         try:
             self._client.put_object(Bucket=self.bucket, Key=self._name(key), Body=data)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._error(action, key, exc) from None
-
-    def _check_existing(self, key, expected):
-        found = self.size(key)
-        if found is None:
-            raise BackendError('%s was reported as existing but cannot be found; try again' % self._describe(key))
-        if found != expected:
-            raise BackendError('%s already exists with %d bytes, not %d; it was not overwritten' % (self._describe(key), found, expected))
-
-    def _scrub(self, text):
-        for secret in self._secrets:
-            text = text.replace(secret, '***')
-        return text
 
     def _error(self, action, key, exc):
         """A BackendError naming the object, what was attempted and why it failed, without secrets."""

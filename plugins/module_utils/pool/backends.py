@@ -79,6 +79,31 @@ class Backend:
     def close(self):
         """Release connections and open files."""
 
+    # -- shared by the backends ------------------------------------------------------------------
+
+    _secrets = ()  # credential strings that must never appear in a message
+
+    def _use_prefix(self, prefix):
+        """Keys live under ``prefix/`` in the bucket or container."""
+        self.prefix = (prefix or '').strip('/')
+        self._root = self.prefix + '/' if self.prefix else ''
+
+    def _describe(self, key):
+        return '%s in pool %s' % (key, self.location)
+
+    def _scrub(self, text):
+        for secret in self._secrets:
+            text = text.replace(secret, '***')
+        return text
+
+    def _check_existing(self, key, expected):
+        """After a create-only write found ``key`` there: an object of the same size is the one we meant to write."""
+        found = self.size(key)
+        if found is None:
+            raise BackendError('%s was reported as existing but cannot be found; try again' % self._describe(key))
+        if found != expected:
+            raise BackendError('%s already exists with %d bytes, not %d; it was not overwritten' % (self._describe(key), found, expected))
+
 
 class LocalBackend(Backend):
     """A directory. Writes go to a temporary file that is fsynced and renamed into place."""
@@ -245,9 +270,6 @@ class LocalBackend(Backend):
             return os.path.getsize(self._path(key))
         except FileNotFoundError:
             return None
-
-    def _describe(self, key):
-        return '%s in pool %s' % (key, self.location)
 
 
 def _write_all(handle, data):

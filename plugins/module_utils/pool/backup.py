@@ -212,8 +212,7 @@ class Backup:
     @staticmethod
     def _store(writer, keys, data):
         blob_id = keys.chunk_id(data)
-        if not writer.known(blob_id):
-            writer.add(fmt.DATA, blob_id, data)
+        writer.add(fmt.DATA, blob_id, data)  # a chunk the pool holds already is skipped there
         return blob_id
 
     def _metadata(self, writer, blob):

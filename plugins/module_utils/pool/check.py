@@ -76,12 +76,15 @@ def check(pool, read_data=False, progress=None):
 
 
 def _check_pack(pool, pack_id, key, damaged_blobs):
-    number = pool.pack_numbers[pack_id]
-    expected = [blob_id for blob_id, location in pool.blobs.items() if location[0] == number]
+    def expected():
+        """The blobs the index puts in this pack (a walk of the whole index: only when the pack is damaged)."""
+        number = pool.pack_numbers[pack_id]
+        return [blob_id for blob_id, location in pool.blobs.items() if location[0] == number]
+
     try:
         data = pool.backend.read(key)
     except (NotFound, BackendError) as exc:
-        for blob_id in expected:
+        for blob_id in expected():
             damaged_blobs[blob_id] = 'its pack %s cannot be read: %s' % (pack_id, exc)
         return 'pack %s cannot be read: %s' % (pack_id, exc)
     if fmt.pack_id_of(data) != pack_id:
@@ -98,7 +101,7 @@ def _check_pack(pool, pack_id, key, damaged_blobs):
                 damaged_blobs[blob_id] = str(exc)
                 bad += 1
         if problem or not entries:
-            for blob_id in expected:
+            for blob_id in expected():
                 damaged_blobs.setdefault(blob_id, 'pack %s is damaged (%s)' % (pack_id, problem or 'no readable header'))
             return 'pack %s is damaged: %s' % (pack_id, problem or 'no readable header')
         return 'pack %s is damaged: its bytes do not match its name; %d of its %d blobs fail to authenticate' % (pack_id, bad, len(entries))

@@ -29,6 +29,7 @@ import sys
 
 from ansible_collections.ferry.kube.plugins.module_utils.pool import engine
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import BackendError
+from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import human_bytes
 from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import PoolError
 from ansible_collections.ferry.kube.plugins.module_utils.pool.retention import RULES, PolicyError
 
@@ -238,7 +239,7 @@ def _print_human(command, result):
         for point in result['points']:
             stats = point['stats']
             tags = ' '.join('%s=%s' % kv for kv in sorted(point['tags'].items()))
-            row = (point['id'], point['time'], point['group'], stats.get('files', 0), _size(stats.get('bytes', 0)), tags)
+            row = (point['id'], point['time'], point['group'], stats.get('files', 0), human_bytes(stats.get('bytes', 0)), tags)
             out.write('%s  %s  %-20s %8d files %10s  %s\n' % row)
         return
     if command == 'check':
@@ -249,11 +250,6 @@ def _print_human(command, result):
             out.write('  %s\n' % error)
         return
     out.write(json.dumps(result, indent=2, sort_keys=True, default=str) + '\n')
-
-
-def _size(count):
-    from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import human_bytes
-    return human_bytes(count)
 
 
 def main(argv):

@@ -110,10 +110,9 @@ class Restore:
         lock, and a restore of many files is mostly per-file Python work); threads otherwise, since
         cloud clients are not made to survive a fork."""
         global _ACTIVE  # pylint: disable=global-statement
+        _ACTIVE = self  # what the workers restore with (forked ones get a copy)
         if isinstance(self.pool.backend, LocalBackend) and hasattr(os, 'fork'):
-            _ACTIVE = self  # what the forked workers restore with
             return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context('fork'), initializer=_forked)
-        _ACTIVE = self
         return ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix='ferry-restore')
 
     def restore_files(self, jobs):

@@ -20,6 +20,7 @@ import time
 import urllib.parse
 
 import pytest
+from moto_server import free_port  # tests/lib: the loopback port helper the other server tests use
 import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))))
@@ -32,12 +33,6 @@ AZURITE_ACCOUNT = 'devstoreaccount1'
 AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
 BUCKET = 'ferry-pool'
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -11,7 +11,6 @@ import datetime
 import http.server
 import json
 import os
-import socket
 import threading
 import uuid
 
@@ -21,6 +20,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import Ba
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backend_azure import AzureBackend
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backend_gcs import GCSBackend
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backend_s3 import S3Backend
+from moto_server import free_port  # tests/lib: the loopback port helper the other server tests use
 
 KINDS = ('local', 's3', 'gcs', 'azure')
 BUCKET = 'ferry-pool'  # the bucket or container each server fixture creates
@@ -29,12 +29,6 @@ EMULATOR_OVERWRITES = 'gcp-storage-emulator ignores ifGenerationMatch=0 and over
 EMULATOR_NO_EMPTY_UPLOAD = 'gcp-storage-emulator fails a media upload with an empty body (TypeError in its handler)'
 # Azurite's well-known development account key (public, documented by Microsoft, emulator only).
 AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
