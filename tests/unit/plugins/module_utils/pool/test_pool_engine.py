@@ -195,8 +195,14 @@ def test_an_interrupted_backup_leaves_a_consistent_pool_and_the_next_one_reuses_
     monkeypatch.setattr(backup_mod.BlobWriter, 'add', original)
     assert reopen(pool).point_ids() == []
     assert check(reopen(pool), read_data=True)['ok']
+    survivor = reopen(pool)
+    survivor.load_index()
+    kept = sum(raw_length for _number, _offset, _length, raw_length, _flags, _type in survivor.blobs.values())
+    # about 17 MiB were cut before the failure; the checkpoints trail the workers by a few files and one open pack
+    assert kept >= 4 * 1024 * 1024, 'the failed backup left checkpointed chunks behind'
     again = Backup(reopen(pool), {'data': root}).run()
-    assert again['stats']['bytes_new'] <= 30 * 1024 * 1024, 'chunks checkpointed before the failure (at least a quarter) are not uploaded again'
+    trees_and_metadata = 256 * 1024
+    assert again['stats']['bytes_new'] <= 40 * 1024 * 1024 - kept + trees_and_metadata, 'checkpointed chunks are not uploaded again'
     Restore(reopen(pool), again, {'data': str(tmp_path / 'out')}).run()
     assert describe(str(tmp_path / 'out')) == describe(root)
 
