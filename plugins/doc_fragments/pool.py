@@ -13,8 +13,8 @@ options:
     description:
       - The storage pool, its backend settings and its passphrase.
       - Give exactly one of O(pool.passphrase) and O(pool.passphrase_secret).
+      - Required by M(ferry.kube.pool) and M(ferry.kube.restore_point_info); optional where a module says so.
     type: dict
-    required: true
     suboptions:
       location:
         description:

@@ -44,9 +44,20 @@ def _after(cluster, event, group, resource, obj):
             cluster.store.create('', 'serviceaccounts', {'metadata': {'name': 'default', 'namespace': obj['metadata']['name']}})
         except ApiError:
             pass
+    if (group, resource) == ('apiextensions.k8s.io', 'customresourcedefinitions') and event in ('ADDED', 'MODIFIED'):
+        served = _pending_types(cluster).pop(obj['metadata']['name'], None)
+        if served is not None:
+            cluster.store.register_type(served)
     if (group, resource) == ('apiextensions.k8s.io', 'customresourcedefinitions') and event == 'DELETED':
         spec = obj.get('spec') or {}
         cluster.store.unregister_type(spec.get('group'), (spec.get('names') or {}).get('plural'))
+
+
+def _pending_types(cluster):
+    """CRD name -> the type its admission validated, waiting for the CRD to be stored."""
+    if not hasattr(cluster, 'pending_crd_types'):
+        cluster.pending_crd_types = {}
+    return cluster.pending_crd_types
 
 
 def _namespace(cluster, op, obj, old):
@@ -231,9 +242,10 @@ def _crd(cluster, op, obj, old):
     existing = next((t for t in cluster.store.types() if t.group == spec['group'] and t.resource == names['plural']), None)
     if existing is not None and op == 'CREATE':
         raise ApiError(409, 'AlreadyExists', 'resource %s.%s is already served' % (names['plural'], spec['group']))
-    cluster.store.register_type(ResourceType(spec['group'], tuple(ordered), names['plural'], names['kind'], spec.get('scope', 'Namespaced') == 'Namespaced',
-                                             tuple(names.get('shortNames') or ()), subresources, tuple(names.get('categories') or ()),
-                                             singular=names.get('singular') or names['kind'].lower()))
+    # served once stored (see _after), so a dry run registers nothing
+    _pending_types(cluster)[name] = ResourceType(spec['group'], tuple(ordered), names['plural'], names['kind'], spec.get('scope', 'Namespaced') == 'Namespaced',
+                                                 tuple(names.get('shortNames') or ()), subresources, tuple(names.get('categories') or ()),
+                                                 singular=names.get('singular') or names['kind'].lower())
     obj['status'] = {'conditions': [{'type': 'NamesAccepted', 'status': 'True', 'reason': 'NoConflicts'},
                                     {'type': 'Established', 'status': 'True', 'reason': 'InitialNamesAccepted'}],
                      'acceptedNames': names, 'storedVersions': storage}

@@ -52,12 +52,22 @@ def pool_spec():
     )
 
 
-def pool_option(required=True):
-    return dict(type='dict', required=required, options=pool_spec(), mutually_exclusive=[['passphrase', 'passphrase_secret']],
+def pool_option():
+    """Optional in the spec, so one doc fragment serves every module; modules that cannot work
+    without a pool get a clear error from ``require_pool``."""
+    return dict(type='dict', options=pool_spec(), mutually_exclusive=[['passphrase', 'passphrase_secret']],
                 required_one_of=[['passphrase', 'passphrase_secret']])
 
 
+def require_pool(params):
+    """The pool option of a module that needs one, or a clear error."""
+    if not params:
+        raise FerryError('missing required argument: pool (give pool.location and pool.passphrase or pool.passphrase_secret)')
+    return params
+
+
 def passphrase_of(module, params):
+    params = require_pool(params)
     if params.get('passphrase'):
         return params['passphrase']
     ref = params['passphrase_secret']
@@ -81,6 +91,7 @@ def backend_of(params):
 
 
 def open_pool(module, params, passphrase=None):
+    params = require_pool(params)
     try:
         return Pool.open(backend_of(params), passphrase or passphrase_of(module, params))
     except (PoolError, BackendError) as exc:

@@ -1,0 +1,431 @@
+# Copyright: Ferry developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The replication engine: plan what a target registry lacks by comparing digests, then copy only that.
+
+Three phases, each on a thread pool of ``concurrency`` workers:
+
+1. plan, per image: the source manifest's digest (a HEAD) against the target's; an image whose tag
+   already has the same digest at the target costs two HEADs and nothing else. Otherwise the manifest
+   (and, for an index, each child the target lacks) is read and verified, and each blob is checked with
+   a HEAD at the target.
+2. blobs, per digest: the first target repository that needs a blob gets it by a cross-repository mount
+   when the target already holds it elsewhere (or source and target are one registry), else by a
+   streamed, verified copy; the other repositories that need it mount it from there.
+3. manifests, per image: children of an index before the index, then the tag.
+
+Nothing is written in check mode; the plan is reported as what would be copied.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress
+from ansible_collections.ferry.kube.plugins.module_utils.registry.client import (
+    DEFAULT_CHUNK_SIZE,
+    FOREIGN_LAYER_TYPES,
+    Manifest,
+    VerifiedStream,
+    digest_of,
+)
+from ansible_collections.ferry.kube.plugins.module_utils.registry.errors import NotFoundError, RegistryError, RetryableError
+from ansible_collections.ferry.kube.plugins.module_utils.registry.reference import (
+    Reference,
+    is_repository_path,
+    match_rewrite,
+    parse,
+    parse_prefix,
+)
+
+try:
+    import requests
+    TRANSPORT_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.exceptions.Timeout)
+except ImportError:  # pragma: no cover - the client reports the missing library
+    TRANSPORT_ERRORS = (ConnectionError,)
+
+BLOB_ATTEMPTS = 3
+COUNTERS = ('manifests_copied', 'blobs_copied', 'blobs_skipped', 'blobs_mounted', 'blobs_foreign', 'bytes_copied', 'bytes_skipped', 'bytes_mounted')
+
+
+class Job:
+    """One image to replicate: where it is, where it goes, and (as the run goes on) what happened to it."""
+
+    def __init__(self, source, repository, reference, tag, target_repository):
+        self.source = source  # RegistryClient
+        self.repository = repository
+        self.reference = reference  # what to read: the digest if given, else the tag
+        self.tag = tag  # what to tag at the target (None: by digest only)
+        self.target_repository = target_repository
+        self.manifests = []  # (Manifest, reference to push it as), children first
+        self.blobs = []  # descriptors to find at the target
+        self.error = None
+        self.result = {key: 0 for key in COUNTERS}
+        self.result.update(source=self.source_ref(), status='planned')
+        self._lock = threading.Lock()
+
+    def source_ref(self):
+        ref = Reference(self.source.name, self.repository, self.tag, self.reference if ':' in self.reference else None)
+        return str(ref)
+
+    def count(self, **amounts):
+        with self._lock:
+            for key, amount in amounts.items():
+                self.result[key] += amount
+
+
+def platform_name(platform):
+    platform = platform or {}
+    parts = [platform.get('os') or 'unknown', platform.get('architecture') or 'unknown']
+    if platform.get('variant'):
+        parts.append(platform['variant'])
+    return '/'.join(parts)
+
+
+def platform_matches(platform, wanted):
+    """``wanted`` is ``os/arch[/variant]``, as in ``linux/arm64/v8``; arm64 without a variant is v8."""
+    platform = platform or {}
+    parts = wanted.strip().lower().split('/')
+    if len(parts) < 2 or platform.get('os') != parts[0] or platform.get('architecture') != parts[1]:
+        return False
+    if len(parts) > 2:
+        variant = platform.get('variant') or ('v8' if parts[1] == 'arm64' else None)
+        return variant == parts[2]
+    return True
+
+
+def compile_mapping(mapping):
+    """Rules [(normalised source prefix, target repository prefix)] from ``[{'from':..., 'to':...}]``, longest first."""
+    rules = []
+    for index, rule in enumerate(mapping or []):
+        try:
+            source = parse_prefix(rule['from'])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError('mapping %d: %s' % (index + 1, exc)) from None
+        target = (rule.get('to') or '').strip('/')
+        if not is_repository_path(target):
+            raise RegistryError('mapping %d: "to" must be a repository path on the target, like mirror/team (not %r)' % (index + 1, rule.get('to')))
+        rules.append((source, target))
+    rules.sort(key=lambda pair: len(pair[0]), reverse=True)
+    return rules
+
+
+def target_repository(ref, target_prefix=None, mapping_rules=()):
+    """Where a source repository goes: the longest matching mapping rule, else ``target_prefix/<source path>``."""
+    mapped = match_rewrite(ref.name, [(source, 'x/' + target) for source, target in mapping_rules])
+    if mapped is not None:
+        return mapped[2:]
+    prefix = (target_prefix or '').strip('/')
+    return '%s/%s' % (prefix, ref.repository) if prefix else ref.repository
+
+
+class Replicator:
+    """Copies jobs' images to ``target``; ``run(jobs)`` returns the summary with one result per job."""
+
+    def __init__(self, target, concurrency=4, chunk_size=DEFAULT_CHUNK_SIZE, platforms=None, check_mode=False, report=None):
+        self.target = target
+        self.concurrency = max(1, int(concurrency or 1))
+        self.chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
+        self.platforms = [p for p in (platforms or []) if p]
+        self.check_mode = check_mode
+        self.progress = Progress('registry sync', report)
+        self._lock = threading.Lock()
+        self._claimed = {}  # (target repository, digest) -> the job that copies it
+        self._known = {}  # digest -> a target repository that has it (for mounts)
+        self._needed = {}  # digest -> [(job, descriptor)] for blobs no target repository has yet
+        self._present_manifests = {}  # (target repository, digest) -> Manifest read from the target
+
+    # -- phases ---------------------------------------------------------------------------------------
+    def run(self, jobs):
+        started = time.monotonic()
+        jobs = list(jobs)
+        with self.progress, ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix='ferry-registry') as pool:
+            list(pool.map(self._plan_guarded, jobs))
+            total = sum(d.get('size') or 0 for entries in self._needed.values() for d in [entries[0][1]])
+            self.progress.set_total(total, len(self._needed))
+            if not self.check_mode:
+                list(pool.map(self._transfer_guarded, list(self._needed.items())))
+                list(pool.map(self._push_guarded, jobs))
+            else:
+                for digest, entries in self._needed.items():
+                    self._predict(digest, entries)
+        return self._summary(jobs, time.monotonic() - started)
+
+    def _plan_guarded(self, job):
+        try:
+            self._plan(job)
+        except RegistryError as exc:
+            job.error = exc
+
+    def _transfer_guarded(self, item):
+        digest, entries = item
+        entries = [(job, descriptor) for job, descriptor in entries if job.error is None]
+        if not entries:
+            return
+        try:
+            self._transfer(digest, entries)
+        except RegistryError as exc:
+            for job, _descriptor in entries:
+                job.error = job.error or exc
+
+    def _push_guarded(self, job):
+        if job.error is not None:
+            return
+        try:
+            self._push(job)
+        except RegistryError as exc:
+            job.error = exc
+
+    # -- plan -----------------------------------------------------------------------------------------
+    def _plan(self, job):
+        source, target = job.source, self.target
+        where = job.result['source']
+        head = source.manifest_head(job.repository, job.reference)
+        if head is None:
+            raise NotFoundError('source image %s does not exist (no such tag or digest at the %s): check the repository name and tag'
+                                % (where, source.label))
+        digest = head[0]
+        job.result.update(digest=digest, media_type=head[1])
+        push_ref = job.tag or digest
+        job.result['target'] = '%s/%s%s' % (target.name, job.target_repository, (':' + job.tag if job.tag else '') + '@' + digest)
+        current = None
+        if not self.platforms:
+            current = target.manifest_head(job.target_repository, push_ref)
+            if current is not None and current[0] == digest:
+                self._present(job, digest)
+                return
+        manifest = source.manifest_get(job.repository, digest)
+        job.result['media_type'] = manifest.media_type
+        if manifest.is_index:
+            manifest = self._filtered(job, manifest)
+            if manifest.digest != digest:
+                job.result['target'] = job.result['target'].rsplit('@', 1)[0] + '@' + manifest.digest
+                push_ref = job.tag or manifest.digest
+                current = target.manifest_head(job.target_repository, push_ref)
+                if current is not None and current[0] == manifest.digest:
+                    self._present(job, manifest.digest)
+                    return
+        job.result['target_digest'] = manifest.digest
+        if current is not None or job.tag:  # the tag is elsewhere: the manifest may be there already by digest
+            if job.tag and target.manifest_head(job.target_repository, manifest.digest) is not None:
+                job.manifests.append((manifest, push_ref))
+                job.result['status'] = 'retag'
+                self._count_present(job, manifest.digest)
+                return
+        self._collect(job, manifest, push_ref)
+        self._check_blobs(job)
+
+    def _filtered(self, job, index):
+        """The index itself, or (with ``platforms``) a new index listing only the matching children."""
+        children = index.children()
+        job.result['platforms'] = [platform_name(c.get('platform')) for c in children]
+        if not self.platforms:
+            return index
+        kept = [c for c in children if any(platform_matches(c.get('platform'), wanted) for wanted in self.platforms)]
+        if not kept:
+            raise RegistryError('image %s has none of the platforms %s; it has %s: change the platforms option'
+                                % (job.result['source'], ', '.join(self.platforms), ', '.join(job.result['platforms']) or 'none'))
+        job.result['platforms'] = [platform_name(c.get('platform')) for c in kept]
+        if len(kept) == len(children):
+            return index
+        document = dict(index.document, manifests=kept)
+        data = json.dumps(document, indent=3).encode('utf-8')
+        return Manifest(data, index.media_type, digest_of(data))
+
+    def _collect(self, job, manifest, push_ref, depth=0):
+        """Add ``manifest`` (after what it needs) to the job's pushes; children the target has are counted, not copied."""
+        if depth > 4:
+            raise RegistryError('image %s nests indexes more than 4 deep' % job.result['source'])
+        if manifest.is_index:
+            for child in manifest.children():
+                if self.target.manifest_head(job.target_repository, child['digest']) is not None:
+                    self._count_present(job, child['digest'])
+                    continue
+                self._collect(job, job.source.manifest_get(job.repository, child['digest']), child['digest'], depth + 1)
+        else:
+            job.blobs.extend(manifest.blobs())
+        job.manifests.append((manifest, push_ref))
+
+    def _check_blobs(self, job):
+        seen = set()
+        for descriptor in job.blobs:
+            digest, size = descriptor['digest'], int(descriptor.get('size') or 0)
+            if digest in seen:
+                continue
+            seen.add(digest)
+            if descriptor.get('mediaType') in FOREIGN_LAYER_TYPES or descriptor.get('urls'):
+                job.count(blobs_foreign=1)  # pulled from its URLs, not from registries (Windows base layers)
+                continue
+            key = (job.target_repository, digest)
+            with self._lock:
+                claimed = key in self._claimed
+                if not claimed:
+                    self._claimed[key] = job
+            if claimed:
+                job.count(blobs_skipped=1, bytes_skipped=size)  # another image of this run brings it
+                continue
+            if self.target.blob_head(job.target_repository, digest) is not None:
+                job.count(blobs_skipped=1, bytes_skipped=size)
+                with self._lock:
+                    self._known.setdefault(digest, job.target_repository)
+                continue
+            with self._lock:
+                self._needed.setdefault(digest, []).append((job, descriptor))
+
+    def _present(self, job, digest):
+        job.result.update(status='present', target_digest=digest)
+        self._count_present(job, digest)
+
+    def _count_present(self, job, digest, depth=0):
+        """Count the blobs of a manifest the target already has as skipped (read from the target, once per repository and digest)."""
+        key = (job.target_repository, digest)
+        with self._lock:
+            manifest = self._present_manifests.get(key)
+        if manifest is None:
+            try:
+                manifest = self.target.manifest_get(job.target_repository, digest)
+            except NotFoundError:
+                return
+            with self._lock:
+                self._present_manifests[key] = manifest
+        if manifest.is_index:
+            if depth < 4:
+                for child in manifest.children():
+                    self._count_present(job, child['digest'], depth + 1)
+            return
+        with self._lock:
+            for descriptor in manifest.blobs():
+                self._known.setdefault(descriptor['digest'], job.target_repository)  # a mount source for other repositories
+        for descriptor in manifest.blobs():
+            job.count(blobs_skipped=1, bytes_skipped=int(descriptor.get('size') or 0))
+
+    # -- blobs ----------------------------------------------------------------------------------------
+    def _mount_source(self, digest, entries):
+        with self._lock:
+            known = self._known.get(digest)
+        if known:
+            return known
+        job = entries[0][0]
+        if job.source.base == self.target.base:
+            return job.repository
+        return None
+
+    def _predict(self, digest, entries):
+        mount_from = self._mount_source(digest, entries)
+        for job, descriptor in entries:
+            size = int(descriptor.get('size') or 0)
+            if mount_from:
+                job.count(blobs_mounted=1, bytes_mounted=size)
+            else:
+                job.count(blobs_copied=1, bytes_copied=size)
+                mount_from = job.target_repository
+
+    def _transfer(self, digest, entries):
+        mount_from = self._mount_source(digest, entries)
+        for job, descriptor in entries:
+            size = int(descriptor.get('size') or 0)
+            location = None
+            if mount_from:
+                location = self.target.mount(job.target_repository, digest, mount_from)
+                if location is None:
+                    job.count(blobs_mounted=1, bytes_mounted=size)
+                    self.progress.add(files=1)
+                    continue
+            self._copy_blob(job, descriptor, location)
+            job.count(blobs_copied=1, bytes_copied=size)
+            self.progress.add(files=1)
+            mount_from = job.target_repository
+        with self._lock:
+            self._known.setdefault(digest, mount_from)
+
+    def _copy_blob(self, job, descriptor, location=None):
+        """Stream one blob from the job's source to its target repository, verified; retried on transient failures."""
+        digest, size = descriptor['digest'], descriptor.get('size')
+        size = int(size) if size is not None else None
+        where = '%s/%s' % (job.source.name, job.repository)
+        attempt = 0
+        while True:
+            attempt += 1
+            sent = [0]
+
+            def counted(nbytes):
+                sent[0] += nbytes
+                self.progress.add(nbytes)
+
+            try:
+                if location is None:
+                    location = self.target.upload_start(job.target_repository)
+                response = job.source.blob_stream(job.repository, digest)
+                try:
+                    stream = VerifiedStream(job.source.blob_pieces(response), digest, size, where, counted)
+                    self.target.upload(job.target_repository, location, stream, digest, size if size is not None else 0, self.chunk_size)
+                finally:
+                    response.close()
+                return
+            except (RetryableError,) + TRANSPORT_ERRORS as exc:
+                self.progress.add(-sent[0])
+                if attempt >= BLOB_ATTEMPTS:
+                    if isinstance(exc, RegistryError):
+                        raise
+                    raise RetryableError('copying blob %s of %s to the %s failed: %s' % (digest, where, self.target.label, exc)) from None
+                location = None
+                time.sleep(0.5 * attempt)
+
+    # -- manifests ------------------------------------------------------------------------------------
+    def _push(self, job):
+        for manifest, reference in job.manifests:
+            self.target.manifest_put(job.target_repository, reference, manifest)
+            job.count(manifests_copied=1)
+        if job.manifests and job.result['status'] == 'planned':
+            job.result['status'] = 'copied'
+        elif job.result['status'] == 'retag':
+            job.result['status'] = 'copied'
+
+    # -- result ---------------------------------------------------------------------------------------
+    def _summary(self, jobs, seconds):
+        images, errors = [], []
+        totals = {key: 0 for key in COUNTERS}
+        for job in jobs:
+            result = dict(job.result)
+            if self.check_mode and result['status'] in ('planned', 'retag'):
+                result['status'] = 'would copy'
+                result['manifests_copied'] = len(job.manifests)
+            if job.error is not None:
+                result['status'] = 'failed'
+                result['error'] = str(job.error)
+                errors.append(job.error)
+            for key in COUNTERS:
+                totals[key] += result[key]
+            images.append(result)
+        return dict(totals, images=images, seconds=round(seconds, 3), errors=errors,
+                    changed=any(r['status'] in ('copied', 'would copy') for r in images))
+
+
+def rewrites_of(images):
+    """Rewrite rules (one per source repository, as ``reference.rewrite_image`` takes them) for replicated images."""
+    rules, seen = [], set()
+    for image in images:
+        if image.get('status') == 'failed' or not image.get('target'):
+            continue
+        source = parse(image['source']).name
+        target = parse(image['target']).name
+        if (source, target) not in seen:
+            seen.add((source, target))
+            rules.append({'from': source, 'to': target})
+    return rules
+
+
+def digests_of(images):
+    """``{source registry/repo:tag: digest at the target}`` and, where the target's differs, ``{source@digest: that digest}``."""
+    pinned = {}
+    for image in images:
+        if image.get('status') == 'failed' or not image.get('target_digest'):
+            continue
+        ref = parse(image['source'])
+        if ref.tag:
+            pinned[ref.with_tag()] = image['target_digest']
+        if image.get('digest') and image['digest'] != image['target_digest']:
+            pinned['%s@%s' % (ref.name, image['digest'])] = image['target_digest']
+    return pinned
