@@ -2,7 +2,11 @@
 
     ferry_agent.py sink --listen 127.1.2.3:8443 --root /data --state /state --tls /etc/ferry/tls [--once]
     ferry_agent.py push --root /snapshot --to host:port --tls /etc/ferry/tls --sync-id ID
-    ferry_agent.py pool backup|restore|check|... LOCATION ...      (staged syncs: the storage-pool engine, docs/pool.md)
+    ferry_agent.py stage --listen 127.1.2.3:8443 --tls /etc/ferry/tls [--once]
+    ferry_agent.py pool backup|restore|check|... LOCATION ...      (the storage-pool engine, docs/pool.md)
+
+``stage`` serves staged syncs: the control node connects, sends a backup or restore job and
+serves the pool's storage over the same connection (plugins/module_utils/agent/relay.py).
 
 It speaks Ferry's transfer protocol over TLS 1.3 with the per-sync certificates the control node
 put in its Secret (ca.crt, tls.crt, tls.key); a sink accepts only source agents and the control
@@ -18,7 +22,7 @@ import sys
 import time
 import traceback
 
-from ansible_collections.ferry.kube.plugins.module_utils.agent import mover, wire
+from ansible_collections.ferry.kube.plugins.module_utils.agent import mover, relay, wire
 
 
 def emit(record):
@@ -68,6 +72,30 @@ def cmd_sink(args):
                 channel.send(mover.ERROR, {'message': str(exc)})
             except OSError:
                 pass
+        finally:
+            tls.close()
+
+
+def cmd_stage(args):
+    context = wire.server_context(*tls_files(args.tls))
+    listener = socket.create_server(args.listen, reuse_port=False)
+    emit({'event': 'listening', 'address': '%s:%d' % listener.getsockname()[:2]})
+    while True:
+        conn, peer = listener.accept()
+        try:
+            tls = context.wrap_socket(conn, server_side=True)
+            wire.require_role(tls, {'control'})
+        except (OSError, wire.ProtocolError) as exc:
+            emit({'event': 'refused', 'peer': peer[0], 'reason': str(exc)})
+            conn.close()
+            continue
+        try:
+            result = relay.run_job(wire.Channel(tls), progress_interval=args.progress_interval)
+            emit({'event': 'done' if result is not None else 'failed'})
+            if args.once and result is not None:
+                return 0
+        except (EOFError, ConnectionError, OSError, wire.ProtocolError) as exc:
+            emit({'event': 'interrupted', 'reason': str(exc)})  # the control node reconnects; the pool keeps what was uploaded
         finally:
             tls.close()
 
@@ -130,8 +158,13 @@ def main(argv=None):
     push.add_argument('--level', type=int, default=1, help='zstd level on the wire')
     push.add_argument('--connect-timeout', type=float, default=120)
     push.add_argument('--progress-interval', type=float, default=2.0)
+    stage = sub.add_parser('stage', help='run staged-sync jobs for the control node')
+    stage.add_argument('--listen', type=address, required=True)
+    stage.add_argument('--tls', required=True)
+    stage.add_argument('--once', action='store_true', help='exit after one job that completed')
+    stage.add_argument('--progress-interval', type=float, default=2.0)
     args = parser.parse_args(argv)
-    return {'sink': cmd_sink, 'push': cmd_push}[args.command](args)
+    return {'sink': cmd_sink, 'push': cmd_push, 'stage': cmd_stage}[args.command](args)
 
 
 if __name__ == '__main__':

@@ -19,6 +19,12 @@ description:
     HEAD requests; blobs the target holds in another repository are mounted rather than copied; others stream from
     source to target without being stored locally, in one request or in O(chunk_size) chunks, verified against their
     digest as they pass.
+  - Keeps a record of the images it verified at the target or copied there, in O(state_dir) on the host that runs it.
+    An image whose source digest has not changed since it was recorded (less than a day ago) is taken as present
+    with one HEAD request at the source and none at the target; one recorded image per run, chosen at random, is
+    still checked at the target, and if the target disagrees every image is checked. An image deleted at the target
+    behind Ferry's back is therefore noticed only with O(verify), once its record is a day old, when the source
+    changes, or by the spot check.
   - Returns RV(rewrites) and RV(digests), which object restore takes to point workloads at the replica, pinned by digest.
   - Images on a registry other than O(source) are read anonymously (public images).
 author:
@@ -201,6 +207,21 @@ options:
     description: Seconds to wait for one registry request to answer.
     type: float
     default: 60.0
+  state_dir:
+    description:
+      - Directory of the record of verified replications, one JSON file per target registry. It is state of the host
+        that runs Ferry, not of the registries; losing it only costs a run that checks every image at the target.
+      - An empty string keeps no record; every image is then checked at the target on every run.
+    type: path
+    default: ~/.cache/ferry/registry
+  verify:
+    description:
+      - Check every image at the target (a HEAD of its manifest, and what follows from it) instead of trusting the record
+        of earlier runs. The record is updated with what was found.
+      - Use it on a schedule (or after maintenance of the target registry) to notice manifests deleted or garbage-collected
+        at the target; without it they are noticed when their record is a day old or when the source changes.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - ferry.kube.attributes
 attributes:
@@ -208,10 +229,10 @@ attributes:
     support: full
     details:
       - Plans the copy (reads manifests and checks which blobs the target has) and reports what would be copied, without writing.
+        The record in O(state_dir) is read but not written.
   diff_mode:
     support: none
 requirements:
-  - requests
   - boto3 (for Amazon ECR)
   - google-auth (for Google Container/Artifact Registry)
   - azure-identity (for Azure Container Registry with Azure AD)
@@ -274,6 +295,8 @@ images:
   description:
     - One entry per image. Its C(status) is V(copied) (something was written), V(present) (the target had it all),
       V(would copy) (check mode) or V(failed) (with the reason in C(error)).
+    - C(from_record) is true for an image taken as present from the record of an earlier run (its source digest
+      unchanged) without asking the target; its counters are the recorded ones.
   returned: always
   type: list
   elements: dict
@@ -293,6 +316,7 @@ images:
       bytes_copied: 142000000
       bytes_mounted: 3000000
       bytes_skipped: 0
+      from_record: false
 bytes_copied:
   description: Bytes of blobs copied (or to copy, in check mode).
   returned: always
@@ -346,10 +370,10 @@ seconds:
   type: float
 '''
 
-from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.ferry.kube.plugins.module_utils.module import FerryModule
 from ansible_collections.ferry.kube.plugins.module_utils.registry.auth import AUTH_KINDS
-from ansible_collections.ferry.kube.plugins.module_utils.registry.client import DEFAULT_CHUNK_SIZE, HAS_REQUESTS, REQUESTS_IMPORT_ERROR
+from ansible_collections.ferry.kube.plugins.module_utils.registry.client import DEFAULT_CHUNK_SIZE
+from ansible_collections.ferry.kube.plugins.module_utils.registry.record import DEFAULT_STATE_DIR
 from ansible_collections.ferry.kube.plugins.module_utils.registry.sync import sync
 
 
@@ -409,9 +433,9 @@ def main():
         concurrency=dict(type='int', default=4),
         chunk_size=dict(type='int', default=DEFAULT_CHUNK_SIZE),
         timeout=dict(type='float', default=60.0),
+        state_dir=dict(type='path', default=DEFAULT_STATE_DIR),
+        verify=dict(type='bool', default=False),
     ), requires_kubernetes=False, required_one_of=[('images', 'repositories')])
-    if not HAS_REQUESTS:
-        module.ansible.fail_json(msg=missing_required_lib('requests'), exception=str(REQUESTS_IMPORT_ERROR))
     module.run(run)
 
 

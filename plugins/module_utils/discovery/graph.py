@@ -144,7 +144,7 @@ class Graph:
         return key if key in self.nodes else None
 
     def edge(self, source, target, reason):
-        if target is not None and target != source:
+        if source is not None and target is not None and target != source:
             self.brings[source].setdefault(target, reason)
 
     def need(self, source, kind, namespace, name, reason, group=None, optional=False):
@@ -190,7 +190,7 @@ class Graph:
         linker = _LINKERS.get(kind)
         if linker is not None:
             linker(self, key, obj)
-        if group and kind not in CORE_GROUPS and group not in BUILTIN_GROUPS:
+        if group and group not in BUILTIN_GROUPS:  # by group only: a custom kind may be called Service (Knative)
             plural = self.plurals.get((group, kind)) or kind.lower() + 's'
             crd = self.find('CustomResourceDefinition', '', '%s.%s' % (plural, group))
             self.edge(key, crd, 'is defined by')

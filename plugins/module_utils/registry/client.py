@@ -1,6 +1,6 @@
 # Copyright: Ferry developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A client of the OCI distribution API (``/v2/``) on ``requests``: manifests, blobs, uploads, mounts, tags.
+"""A client of the OCI distribution API (``/v2/``): manifests, blobs, uploads, mounts, tags (HTTP in ``transport.py``).
 
 Everything read is checked against its digest: a manifest's bytes as they come, a blob as it streams
 (before its last byte is passed on, so a bad blob never completes an upload). Blobs stream through in
@@ -23,15 +23,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.registry.errors import 
     RetryableError,
 )
 from ansible_collections.ferry.kube.plugins.module_utils.registry.reference import DOCKER_HUB, normalise_registry
-
-try:
-    import requests
-    import requests.adapters
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported by the module
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = exc
+from ansible_collections.ferry.kube.plugins.module_utils.registry.transport import ConnectError, TLSError, Transport
 
 OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
@@ -147,7 +139,7 @@ def media_type_of(data, header):
 
 
 class _Body:
-    """A streamed request body with a known length, so requests sends Content-Length and not chunked encoding."""
+    """A streamed request body with a known length, so it is sent with Content-Length and not chunked encoding."""
 
     def __init__(self, chunks, length):
         self.chunks = chunks
@@ -221,23 +213,15 @@ class RegistryClient:
 
     def __init__(self, url, option='registry', credentials=None, ca_file=None, validate_certs=True, timeout=60.0, pool_size=10,
                  role=None):
-        if not HAS_REQUESTS:
-            raise RegistryError('the Python library requests is required: pip install requests (%s)' % REQUESTS_IMPORT_ERROR)
         self.base, self.name = registry_endpoint(url, option)
         self.host = urllib.parse.urlsplit(self.base).netloc
         self.option = option
         self.label = '%s registry %s' % (role or option, self.name)
         self.timeout = timeout
         self.ca_file = ca_file
-        self.session = requests.Session()
-        # Given per request: a session-wide verify loses to REQUESTS_CA_BUNDLE in the environment.
+        # ca_file alone verifies the registry and its token service (not the CAs of the environment)
         self.verify = ca_file if ca_file else bool(validate_certs)
-        if self.verify is False:  # asked for: say it once in the docs, not on every request
-            requests.packages.urllib3.disable_warnings(requests.packages.urllib3.exceptions.InsecureRequestWarning)
-        self.session.headers['User-Agent'] = 'ferry.kube registry_sync'
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4), max_retries=0)
-        self.session.mount('https://', adapter)
-        self.session.mount('http://', adapter)
+        self.transport = Transport(verify=self.verify, timeout=timeout, maxsize=max(pool_size, 4))
         self.credentials = credentials or Credentials()
         self.auth = Authenticator(self.credentials, self.label, option, self.raw_request)
 
@@ -246,7 +230,7 @@ class RegistryClient:
         self.auth = Authenticator(credentials, self.label, self.option, self.raw_request)
 
     def close(self):
-        self.session.close()
+        self.transport.close()
 
     def secrets(self):
         return self.credentials.secrets()
@@ -254,13 +238,11 @@ class RegistryClient:
     # -- transport --------------------------------------------------------------------------------
     def raw_request(self, method, url, **kwargs):
         """A request without registry auth (token services, ACR's exchange), with TLS and connection errors explained."""
-        kwargs.setdefault('timeout', self.timeout)
-        kwargs.setdefault('verify', self.verify)
         try:
-            return self.session.request(method, url, **kwargs)
-        except requests.exceptions.SSLError as exc:
+            return self.transport.request(method, url, **kwargs)
+        except TLSError as exc:
             raise RegistryError(self._tls_message(url, exc)) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except ConnectError as exc:
             raise RetryableError('cannot reach the %s at %s: %s. Check %s.url, that the registry is up and that this host may reach it'
                                  % (self.label, _origin(url), _short(exc), self.option)) from None
 
@@ -413,7 +395,11 @@ class RegistryClient:
         return response
 
     def blob_pieces(self, response):
-        return response.raw.stream(STREAM_CHUNK, decode_content=False)
+        """The blob's bytes in ``STREAM_CHUNK`` pieces; a body that breaks off is a RetryableError naming this registry."""
+        try:
+            yield from response.stream(STREAM_CHUNK)
+        except ConnectError as exc:
+            raise RetryableError('reading from the %s broke off: %s' % (self.label, _short(exc))) from None
 
     def mount(self, repository, digest, from_repository):
         """Cross-repository mount: None when mounted, else the upload location the registry opened instead."""

@@ -4,8 +4,11 @@
 
 Three phases, each on a thread pool of ``concurrency`` workers:
 
-1. plan, per image: the source manifest's digest (a HEAD) against the target's; an image whose tag
-   already has the same digest at the target costs two HEADs and nothing else. Otherwise the manifest
+1. plan, per image: the source manifest's digest (a HEAD). When the record of earlier runs (``record.py``)
+   says this target repository and tag were verified with the same source digest, the image is present
+   and costs that one HEAD; one recorded image per run, picked at random, is checked at the target
+   anyway, and when the target disagrees every image is checked. Without a usable record (or with
+   ``verify``) the digest is compared with the target's (a second HEAD). Otherwise the manifest
    (and, for an index, each child the target lacks) is read and verified, and each blob is checked with
    a HEAD at the target.
 2. blobs, per digest: the first target repository that needs a blob gets it by a cross-repository mount
@@ -19,9 +22,9 @@ Nothing is written in check mode; the plan is reported as what would be copied.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress
 from ansible_collections.ferry.kube.plugins.module_utils.registry.client import (
@@ -32,6 +35,8 @@ from ansible_collections.ferry.kube.plugins.module_utils.registry.client import 
     digest_of,
 )
 from ansible_collections.ferry.kube.plugins.module_utils.registry.errors import NotFoundError, RegistryError, RetryableError
+from ansible_collections.ferry.kube.plugins.module_utils.registry.record import entry_key
+from ansible_collections.ferry.kube.plugins.module_utils.registry.workers import Background, parallel
 from ansible_collections.ferry.kube.plugins.module_utils.registry.reference import (
     Reference,
     is_repository_path,
@@ -39,12 +44,6 @@ from ansible_collections.ferry.kube.plugins.module_utils.registry.reference impo
     parse,
     parse_prefix,
 )
-
-try:
-    import requests
-    TRANSPORT_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.exceptions.Timeout)
-except ImportError:  # pragma: no cover - the client reports the missing library
-    TRANSPORT_ERRORS = (ConnectionError,)
 
 BLOB_ATTEMPTS = 3
 COUNTERS = ('manifests_copied', 'blobs_copied', 'blobs_skipped', 'blobs_mounted', 'blobs_foreign', 'bytes_copied', 'bytes_skipped', 'bytes_mounted')
@@ -59,12 +58,27 @@ class Job:
         self.reference = reference  # what to read: the digest if given, else the tag
         self.tag = tag  # what to tag at the target (None: by digest only)
         self.target_repository = target_repository
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        """Forget a plan (to make it again, checking the target)."""
         self.manifests = []  # (Manifest, reference to push it as), children first
         self.blobs = []  # descriptors to find at the target
         self.error = None
+        self.trusted = False  # taken as present from the record, without asking the target
+        self.image_blobs = [0, 0]  # blobs and bytes of the image's manifests, counted per manifest (what a later run skips)
         self.result = {key: 0 for key in COUNTERS}
-        self.result.update(source=self.source_ref(), status='planned')
-        self._lock = threading.Lock()
+        self.result.update(source=self.source_ref(), status='planned', from_record=False)
+
+    @property
+    def key(self):
+        """The record's key: target repository and tag (or digest, for an image copied by digest only)."""
+        return entry_key(self.target_repository, self.tag, self.reference)
+
+    @property
+    def source_name(self):
+        return '%s/%s' % (self.source.name, self.repository)
 
     def source_ref(self):
         ref = Reference(self.source.name, self.repository, self.tag, self.reference if ':' in self.reference else None)
@@ -74,6 +88,11 @@ class Job:
         with self._lock:
             for key, amount in amounts.items():
                 self.result[key] += amount
+
+    def count_image(self, blobs, size):
+        with self._lock:
+            self.image_blobs[0] += blobs
+            self.image_blobs[1] += size
 
 
 def platform_name(platform):
@@ -124,11 +143,16 @@ def target_repository(ref, target_prefix=None, mapping_rules=()):
 class Replicator:
     """Copies jobs' images to ``target``; ``run(jobs)`` returns the summary with one result per job."""
 
-    def __init__(self, target, concurrency=4, chunk_size=DEFAULT_CHUNK_SIZE, platforms=None, check_mode=False, report=None):
+    def __init__(self, target, concurrency=4, chunk_size=DEFAULT_CHUNK_SIZE, platforms=None, check_mode=False, report=None, record=None,
+                 verify=False):
+        """``record``: a ``record.Record`` of this target (None: none kept); ``verify``: check every image at the target anyway."""
         self.target = target
+        self.record = record
+        self.verify = verify
         self.concurrency = max(1, int(concurrency or 1))
         self.chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
         self.platforms = [p for p in (platforms or []) if p]
+        self.platform_key = sorted(p.strip().lower() for p in self.platforms)
         self.check_mode = check_mode
         self.progress = Progress('registry sync', report)
         self._lock = threading.Lock()
@@ -136,22 +160,60 @@ class Replicator:
         self._known = {}  # digest -> a target repository that has it (for mounts)
         self._needed = {}  # digest -> [(job, descriptor)] for blobs no target repository has yet
         self._present_manifests = {}  # (target repository, digest) -> Manifest read from the target
+        self._unread = {}  # (target repository, digest) -> job: present images counted from the record, manifests not read
+        self.spot_check = None  # the recorded image checked at the target: {'image', 'ok'}
+        self.record_trusted = True  # False once the spot check found the target disagreeing with the record
 
     # -- phases ---------------------------------------------------------------------------------------
     def run(self, jobs):
         started = time.monotonic()
         jobs = list(jobs)
-        with self.progress, ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix='ferry-registry') as pool:
-            list(pool.map(self._plan_guarded, jobs))
+        workers = self.concurrency
+        with self.progress:
+            spot = self._spot_check(jobs)
+            parallel(self._plan_guarded, jobs, workers)
+            if spot is not None and not spot.result():
+                trusted = [job for job in jobs if job.trusted]
+                for job in trusted:  # the target lost what the record says it had: check everything
+                    job.reset()
+                self.record_trusted = False
+                parallel(self._plan_guarded, trusted, workers)
+            if self._needed and self._unread:  # blobs to place: learn what present images hold, for mounts
+                parallel(self._read_unread, list(self._unread.items()), workers)
             total = sum(d.get('size') or 0 for entries in self._needed.values() for d in [entries[0][1]])
             self.progress.set_total(total, len(self._needed))
             if not self.check_mode:
-                list(pool.map(self._transfer_guarded, list(self._needed.items())))
-                list(pool.map(self._push_guarded, jobs))
+                parallel(self._transfer_guarded, list(self._needed.items()), workers)
+                parallel(self._push_guarded, jobs, workers)
             else:
                 for digest, entries in self._needed.items():
                     self._predict(digest, entries)
         return self._summary(jobs, time.monotonic() - started)
+
+    @staticmethod
+    def _pick(candidates):
+        return candidates[int.from_bytes(os.urandom(4), 'big') % len(candidates)]
+
+    def _spot_check(self, jobs):
+        """One recorded image (at random) checked at the target while the others are planned: ``result()`` says whether it is as recorded."""
+        if self.record is None or self.verify:
+            return None
+        candidates = [(job, entry) for job in jobs for entry in [self.record.matching(job.key, job.source_name, self.platform_key)]
+                      if entry is not None and entry.get('target_digest')]
+        if not candidates:
+            return None
+        job, entry = self._pick(candidates)
+
+        def check():
+            try:
+                current = self.target.manifest_head(job.target_repository, job.tag or entry['target_digest'])
+            except RegistryError:
+                current = None
+            ok = current is not None and current[0] == entry['target_digest']
+            self.spot_check = {'image': '%s/%s%s' % (self.target.name, job.target_repository, ':' + job.tag if job.tag else '@' + entry['target_digest']),
+                               'ok': ok}
+            return ok
+        return Background(check)
 
     def _plan_guarded(self, job):
         try:
@@ -188,6 +250,11 @@ class Replicator:
                                 % (where, source.label))
         digest = head[0]
         job.result.update(digest=digest, media_type=head[1])
+        if self.record is not None and not self.verify and self.record_trusted:
+            entry = self.record.trusted(job.key, job.source_name, self.platform_key, digest)
+            if entry is not None:
+                self._from_record(job, entry)
+                return
         push_ref = job.tag or digest
         job.result['target'] = '%s/%s%s' % (target.name, job.target_repository, (':' + job.tag if job.tag else '') + '@' + digest)
         current = None
@@ -245,7 +312,9 @@ class Replicator:
                     continue
                 self._collect(job, job.source.manifest_get(job.repository, child['digest']), child['digest'], depth + 1)
         else:
-            job.blobs.extend(manifest.blobs())
+            blobs = manifest.blobs()
+            job.blobs.extend(blobs)
+            job.count_image(len(blobs), sum(int(d.get('size') or 0) for d in blobs))
         job.manifests.append((manifest, push_ref))
 
     def _check_blobs(self, job):
@@ -274,11 +343,41 @@ class Replicator:
             with self._lock:
                 self._needed.setdefault(digest, []).append((job, descriptor))
 
+    def _from_record(self, job, entry):
+        """Present as the record says (no request to the target): digest, platforms and the blobs it counts."""
+        job.trusted = True
+        target_digest = entry['target_digest']
+        job.result.update(status='present', target_digest=target_digest, from_record=True,
+                          target='%s/%s%s@%s' % (self.target.name, job.target_repository, ':' + job.tag if job.tag else '', target_digest))
+        if entry.get('media_type'):
+            job.result['media_type'] = entry['media_type']
+        if entry.get('image_platforms'):
+            job.result['platforms'] = list(entry['image_platforms'])
+        self._counted_from_record(job, target_digest, entry)
+
+    def _counted_from_record(self, job, digest, entry):
+        blobs, size = int(entry.get('blobs') or 0), int(entry.get('bytes') or 0)
+        job.count(blobs_skipped=blobs, bytes_skipped=size)
+        job.count_image(blobs, size)
+        with self._lock:
+            self._unread.setdefault((job.target_repository, digest), job)
+
     def _present(self, job, digest):
         job.result.update(status='present', target_digest=digest)
+        entry = self.record.get(job.key) if self.record is not None else None
+        if entry is not None and entry.get('target_digest') == digest and 'blobs' in entry:
+            self._counted_from_record(job, digest, entry)  # the target has it: its blobs are counted as recorded, not read again
+            return
         self._count_present(job, digest)
 
-    def _count_present(self, job, digest, depth=0):
+    def _read_unread(self, item):
+        (repository, digest), job = item
+        try:
+            self._count_present(job, digest, counting=False)
+        except RegistryError:
+            pass  # only a mount source is lost
+
+    def _count_present(self, job, digest, depth=0, counting=True):
         """Count the blobs of a manifest the target already has as skipped (read from the target, once per repository and digest)."""
         key = (job.target_repository, digest)
         with self._lock:
@@ -293,13 +392,15 @@ class Replicator:
         if manifest.is_index:
             if depth < 4:
                 for child in manifest.children():
-                    self._count_present(job, child['digest'], depth + 1)
+                    self._count_present(job, child['digest'], depth + 1, counting)
             return
         with self._lock:
             for descriptor in manifest.blobs():
                 self._known.setdefault(descriptor['digest'], job.target_repository)  # a mount source for other repositories
-        for descriptor in manifest.blobs():
-            job.count(blobs_skipped=1, bytes_skipped=int(descriptor.get('size') or 0))
+        if counting:
+            for descriptor in manifest.blobs():
+                job.count(blobs_skipped=1, bytes_skipped=int(descriptor.get('size') or 0))
+                job.count_image(1, int(descriptor.get('size') or 0))
 
     # -- blobs ----------------------------------------------------------------------------------------
     def _mount_source(self, digest, entries):
@@ -364,12 +465,10 @@ class Replicator:
                 finally:
                     response.close()
                 return
-            except (RetryableError,) + TRANSPORT_ERRORS as exc:
+            except RetryableError:
                 self.progress.add(-sent[0])
                 if attempt >= BLOB_ATTEMPTS:
-                    if isinstance(exc, RegistryError):
-                        raise
-                    raise RetryableError('copying blob %s of %s to the %s failed: %s' % (digest, where, self.target.label, exc)) from None
+                    raise
                 location = None
                 time.sleep(0.5 * attempt)
 
@@ -399,8 +498,22 @@ class Replicator:
             for key in COUNTERS:
                 totals[key] += result[key]
             images.append(result)
+        if self.record is not None and not self.check_mode:
+            self._note(jobs)
         return dict(totals, images=images, seconds=round(seconds, 3), errors=errors,
                     changed=any(r['status'] in ('copied', 'would copy') for r in images))
+
+    def _note(self, jobs):
+        """Write down what this run verified at the target or copied there; forget what failed."""
+        for job in jobs:
+            result = job.result
+            if job.error is not None:
+                self.record.forget(job.key)
+            elif not job.trusted and result['status'] in ('present', 'copied') and result.get('target_digest'):
+                self.record.put(job.key, {
+                    'source': job.source_name, 'digest': result.get('digest'), 'platforms': self.platform_key,
+                    'target_digest': result['target_digest'], 'media_type': result.get('media_type'),
+                    'image_platforms': result.get('platforms'), 'blobs': job.image_blobs[0], 'bytes': job.image_blobs[1]})
 
 
 def rewrites_of(images):

@@ -3,19 +3,20 @@
 """What ``registry_sync`` asks for, without Ansible: registries from their options, the images to copy, the result.
 
 ``sync(params, check_mode)`` takes the module's parameters (``source``, ``target``, ``images``,
-``repositories``, ``target_prefix``, ``mapping``, ``platforms``, ``concurrency``, ``chunk_size``, ``timeout``)
-and returns the module's result; it raises RegistryError (with the partial result as details) when
-an image could not be copied.
+``repositories``, ``target_prefix``, ``mapping``, ``platforms``, ``concurrency``, ``chunk_size``, ``timeout``,
+``state_dir``, ``verify``) and returns the module's result; it raises RegistryError (with the partial result
+as details) when an image could not be copied. Without ``state_dir`` no record is kept (the module's default
+is ``~/.cache/ferry/registry``).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.ferry.kube.plugins.module_utils.registry.auth import detect_kind, resolve_credentials
 from ansible_collections.ferry.kube.plugins.module_utils.registry.client import DEFAULT_CHUNK_SIZE, RegistryClient
 from ansible_collections.ferry.kube.plugins.module_utils.registry.errors import RegistryError
+from ansible_collections.ferry.kube.plugins.module_utils.registry.record import Record, record_path
 from ansible_collections.ferry.kube.plugins.module_utils.registry.reference import is_domain, parse
 from ansible_collections.ferry.kube.plugins.module_utils.registry.replicate import (
     Job,
@@ -25,6 +26,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.registry.replicate impo
     rewrites_of,
     target_repository,
 )
+from ansible_collections.ferry.kube.plugins.module_utils.registry.workers import parallel
 
 GLOB_CHARS = '*?['
 
@@ -85,8 +87,9 @@ def image_jobs(images, sources, target_prefix, rules):
     return jobs
 
 
-def repository_jobs(repositories, sources, target_prefix, rules):
-    jobs = []
+def repository_jobs(repositories, sources, target_prefix, rules, workers=1):
+    """Jobs for each tag of each repository entry; the tag lists that are needed are read ``workers`` at a time."""
+    entries = []
     for entry in repositories or []:
         name = (entry.get('name') or '').strip('/')
         first = name.partition('/')[0]
@@ -103,16 +106,16 @@ def repository_jobs(repositories, sources, target_prefix, rules):
             raise RegistryError('repositories: %s' % exc) from None
         if ref.tag or ref.digest:
             raise RegistryError('repositories: name "%s" must not have a tag or digest: list tags in "tags"' % name)
-        client = sources.client(ref.registry)
         wanted = list(entry.get('tags') or [])
-        if entry.get('all_tags') or any(c in t for t in wanted for c in GLOB_CHARS) or not wanted:
-            available = client.tags(ref.repository)
-            if entry.get('all_tags') or not wanted:
-                tags = available
-            else:
-                tags = [t for t in available if any(fnmatch.fnmatchcase(t, pattern) for pattern in wanted)]
-        else:
+        listed = bool(entry.get('all_tags') or any(c in t for t in wanted for c in GLOB_CHARS) or not wanted)
+        entries.append((ref, sources.client(ref.registry), wanted, listed, bool(entry.get('all_tags') or not wanted)))
+    available = parallel(lambda item: item[1].tags(item[0].repository) if item[3] else None, entries, workers)
+    jobs = []
+    for (ref, client, wanted, listed, everything), tags in zip(entries, available):
+        if not listed:
             tags = wanted
+        elif not everything:
+            tags = [t for t in tags if any(fnmatch.fnmatchcase(t, pattern) for pattern in wanted)]
         destination = target_repository(ref, target_prefix, rules)
         for tag in tags:
             jobs.append(Job(client, ref.repository, tag, tag, destination))
@@ -139,18 +142,26 @@ def sync(params, check_mode=False, report=None, secret_sink=None):
     rules = compile_mapping(params.get('mapping'))
     target = open_registry(params.get('target'), 'target', pool_size=pool_size, timeout=timeout, secret_sink=secret_sink)
     sources = Sources(params.get('source'), pool_size, timeout, secret_sink)
+    record = None
     try:
-        with ThreadPoolExecutor(max_workers=2) as pool:  # fail early on unreachable registries and refused credentials
-            for pinged in [pool.submit(client.ping) for client in [target] + ([sources.configured] if sources.configured else [])]:
-                pinged.result()
+        # fail early on unreachable registries and refused credentials
+        parallel(lambda client: client.ping(), [target] + ([sources.configured] if sources.configured else []), 2)
         jobs = image_jobs(params.get('images'), sources, params.get('target_prefix'), rules)
-        jobs += repository_jobs(params.get('repositories'), sources, params.get('target_prefix'), rules)
+        jobs += repository_jobs(params.get('repositories'), sources, params.get('target_prefix'), rules, concurrency)
+        record = Record(record_path(params['state_dir'], target.base)) if params.get('state_dir') else None
         replicator = Replicator(target, concurrency=concurrency, chunk_size=params.get('chunk_size') or DEFAULT_CHUNK_SIZE,
-                                platforms=params.get('platforms'), check_mode=check_mode, report=report)
+                                platforms=params.get('platforms'), check_mode=check_mode, report=report, record=record,
+                                verify=bool(params.get('verify')))
         summary = replicator.run(unique(jobs))
     finally:
         target.close()
         sources.close()
+    if record is not None and not check_mode:
+        try:
+            record.save()
+        except OSError as exc:
+            summary['warnings'] = ['the record of verified images could not be saved in %s (%s): the next run checks every image at '
+                                   'the target' % (params['state_dir'], exc)]
     errors = summary.pop('errors')
     summary['rewrites'] = rewrites_of(summary['images'])
     summary['digests'] = digests_of(summary['images'])

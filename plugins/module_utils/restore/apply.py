@@ -39,14 +39,14 @@ def shape(value):
 
 
 def contained(desired, live):
-    """Whether ``live`` holds every field of ``desired`` with the same value (extra live fields are fine)."""
+    """Whether ``live`` holds every field of ``desired`` with the same value (extra live fields are fine; a null field may be absent)."""
     if isinstance(desired, dict):
-        return isinstance(live, dict) and all(key in live and contained(value, live[key]) for key, value in desired.items())
+        return isinstance(live, dict) and all(contained(value, live[key]) if key in live else value is None for key, value in desired.items())
     if isinstance(desired, list):
         return isinstance(live, list) and len(desired) == len(live) and all(contained(d, v) for d, v in zip(desired, live))
-    if isinstance(desired, (int, float)) and isinstance(live, (int, float)) and not isinstance(desired, bool):
-        return desired == live
-    return desired == live
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return type(desired) is type(live) and desired == live  # JSON true is not 1
+    return desired == live  # numbers as numbers: 1 == 1.0
 
 
 def three_way_patch(last_shape, desired, live):

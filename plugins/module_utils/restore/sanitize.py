@@ -5,8 +5,9 @@
 Drops what the source cluster assigned (uid, resourceVersion, managedFields, generation, status,
 creation time, cluster IPs, auto-assigned node ports, node names, volume binding), and leaves out
 what the target's controllers make by themselves (ReplicaSets and Pods of workloads, Jobs of
-CronJobs, Endpoints of selector Services, service-account token Secrets). Owner references are
-kept aside and re-established after the owners exist on the target (their uids differ there).
+CronJobs, Endpoints and EndpointSlices the target computes, service-account token Secrets, the
+API server's own ``default/kubernetes`` Service). Owner references are kept aside and
+re-established after the owners exist on the target (their uids differ there).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ CONTROLLER_OWNED = {('ReplicaSet', 'Deployment'), ('Pod', 'ReplicaSet'), ('Pod',
                     ('Job', 'CronJob'), ('ControllerRevision', 'StatefulSet'), ('ControllerRevision', 'DaemonSet'),
                     ('ReplicationController', 'DeploymentConfig'), ('Pod', 'ReplicationController'), ('EndpointSlice', 'Service')}
 SYSTEM_CONFIG_MAPS = ('kube-root-ca.crt', 'openshift-service-ca.crt')
+# EndpointSlices these controllers write are computed again by the target's own controllers
+COMPUTED_SLICES = {'endpointslice-controller.k8s.io': 'endpoint slice of a selector Service: the target computes them',
+                   'endpointslicemirroring-controller.k8s.io': 'endpoint slice mirrored from Endpoints: the target mirrors them'}
 PROVISIONED_BY = 'pv.kubernetes.io/provisioned-by'
 
 
@@ -43,12 +47,16 @@ def skip_reason(obj, capture_index, restore_pvs='static'):
         return 'service-account token: the target issues its own'
     if kind == 'ConfigMap' and meta.get('name') in SYSTEM_CONFIG_MAPS:
         return 'published in every namespace by the target itself'
+    labels = meta.get('labels') or {}
+    if kind in ('Service', 'Endpoints', 'EndpointSlice') and meta.get('namespace') == 'default' and \
+            'kubernetes' in (meta.get('name'), labels.get('kubernetes.io/service-name')):
+        return "the API server's own Service: every cluster publishes its own"
     if kind == 'Endpoints':
         service = capture_index.get(('Service', meta.get('namespace'), meta.get('name')))
         if service is not None and (service.get('spec') or {}).get('selector'):
             return 'endpoints of a selector Service: the target computes them'
-    if kind == 'EndpointSlice' and (meta.get('labels') or {}).get('endpointslice.kubernetes.io/managed-by') == 'endpointslice-controller.k8s.io':
-        return 'endpoint slice of a selector Service: the target computes them'
+    if kind == 'EndpointSlice' and labels.get('endpointslice.kubernetes.io/managed-by') in COMPUTED_SLICES:
+        return COMPUTED_SLICES[labels['endpointslice.kubernetes.io/managed-by']]
     if kind == 'PersistentVolume' and restore_pvs != 'all':
         if restore_pvs == 'none':
             return 'restore_pvs=none'

@@ -57,7 +57,12 @@ class Patch:
         self.group = target.get('group')
         self.name = target.get('name')
         self.namespace = target.get('namespace')
-        self.label_selector = selectors.parse_selector(target['label_selector']) if target.get('label_selector') else None
+        self.label_selector = None
+        if target.get('label_selector'):
+            try:
+                self.label_selector = selectors.parse_selector(target['label_selector'])
+            except FerryError as exc:
+                raise FerryError('%s.target.label_selector: %s' % (self.where, exc)) from None
         self.expression = None
         if target.get('jmespath'):
             if not HAS_JMESPATH:
@@ -75,7 +80,7 @@ class Patch:
                 raise FerryError('%s: json_patch needs the Python library jsonpatch (pip install jsonpatch)' % self.where)
             try:
                 self.compiled = jsonpatch.JsonPatch(self.json_patch)
-            except (jsonpatch.InvalidJsonPatch, TypeError, KeyError) as exc:
+            except (jsonpatch.InvalidJsonPatch, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
                 raise FerryError('%s.json_patch is not a valid RFC 6902 patch: %s' % (self.where, exc)) from None
 
     def targets(self, obj):
@@ -90,7 +95,13 @@ class Patch:
             return False
         if self.label_selector is not None and not selectors.matches(self.label_selector, meta.get('labels') or {}):
             return False
-        return self.expression is None or bool(self.expression.search(obj))
+        if self.expression is None:
+            return True
+        try:
+            return bool(self.expression.search(obj))
+        except jmespath.exceptions.JMESPathError as exc:
+            raise FerryError('%s.target.jmespath %r cannot be evaluated on %s %s/%s: %s'
+                             % (self.where, self.expression.expression, obj.get('kind'), meta.get('namespace') or '', meta.get('name'), exc)) from None
 
     def apply(self, obj):
         if self.merge_patch is not None:
@@ -119,6 +130,12 @@ class Transforms:
         for rewrite in self.image_rewrites:
             if not rewrite.get('from') or not rewrite.get('to'):
                 raise FerryError('image_rewrites entries need "from" (a registry or repository prefix) and "to": got %r' % (rewrite,))
+        if self.image_rewrites:
+            from ansible_collections.ferry.kube.plugins.module_utils.registry.reference import compile_rewrites  # pylint: disable=import-outside-toplevel
+            try:
+                compile_rewrites(self.image_rewrites)  # checked once here rather than failing on the first workload
+            except ValueError as exc:
+                raise FerryError('image_rewrites: %s' % exc) from None
 
     def target_namespace(self, namespace):
         return self.namespace_mapping.get(namespace, namespace) if namespace else namespace
@@ -210,10 +227,8 @@ class Transforms:
 
     # -- replicas -------------------------------------------------------------------------------
     def _replicas(self, obj):
-        if self.replicas is None:
-            return
         kind = obj.get('kind')
-        if kind in SCALABLE_KINDS:
+        if kind in SCALABLE_KINDS and self.replicas is not None:
             spec = obj.setdefault('spec', {})
             self._remember(obj, ORIGINAL_REPLICAS, str(spec.get('replicas', 1)))
             spec['replicas'] = self.replicas

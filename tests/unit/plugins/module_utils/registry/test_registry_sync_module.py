@@ -22,7 +22,7 @@ def run_module(tmp_path, args, check_mode=False):
 
 def test_module_check_mode_copy_and_idempotence(registries, prefix, tmp_path):
     args = {'source': registries.option('source'), 'target': registries.option('target'), 'target_prefix': prefix,
-            'images': [registries.source.name + '/multi:1', registries.source.name + '/app:1']}
+            'images': [registries.source.name + '/multi:1', registries.source.name + '/app:1'], 'state_dir': str(tmp_path / 'state')}
     planned, output = run_module(tmp_path, args, check_mode=True)
     assert planned['changed'] is True and not planned.get('failed'), output
     assert [image['status'] for image in planned['images']] == ['would copy', 'would copy']
@@ -34,12 +34,16 @@ def test_module_check_mode_copy_and_idempotence(registries, prefix, tmp_path):
     assert copied['digests'][registries.source.name + '/multi:1'] == registries.images['multi']['digest']
     again, output = run_module(tmp_path, args)
     assert again['changed'] is False and again['bytes_copied'] == 0, output
+    assert [image['from_record'] for image in again['images']] == [True, True]
     assert registries.password not in output
+    checked, output = run_module(tmp_path, dict(args, verify=True))
+    assert checked['changed'] is False and not any(image['from_record'] for image in checked['images']), output
+    assert checked['digests'] == again['digests'] == copied['digests']
 
 
 def test_module_failure_names_the_option(registries, prefix, tmp_path):
     args = {'target': registries.option('target', password='wrong-pw-xyz'), 'images': [registries.source.name + '/app:1'],
-            'source': registries.option('source'), 'target_prefix': prefix}
+            'source': registries.option('source'), 'target_prefix': prefix, 'state_dir': str(tmp_path / 'state')}
     result, output = run_module(tmp_path, args)
     assert result['failed'] is True
     assert 'check target.username and target.password' in result['msg']

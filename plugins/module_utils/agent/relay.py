@@ -1,0 +1,241 @@
+# Copyright: Ferry developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Staged syncs: the agent runs the pool engine next to the data, the control node holds the pool.
+
+The control node connects to the agent (agents are reached through NodePorts or load balancers;
+an agent never connects back through the DR site's firewall), sends one job (back up these
+volumes, or restore this point into them), then serves the pool's storage over the same TLS
+connection: the agent's engine uses a ``RemoteBackend`` whose every operation is a request the
+control node answers from the real backend (a local directory or an object store). So the agent
+needs no storage credentials, chunks and deduplicates where the data is, and only new packs,
+already compressed and encrypted, cross the wire.
+
+Requests carry an id and are answered out of order, so the engine's upload threads and the
+control node's backend threads work in parallel over one connection.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from ansible_collections.ferry.kube.plugins.module_utils.agent.wire import ProtocolError
+from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import Backend, BackendError, NotFound
+
+JOB, REQUEST, REPLY, PROGRESS, RESULT, FAILURE = range(40, 46)
+OPERATIONS = ('write', 'replace', 'write_deferred', 'flush', 'read', 'list', 'delete', 'size')
+SERVE_WORKERS = 8
+
+
+class RelayError(Exception):
+    """The other side reported a failure; the message is theirs."""
+
+
+class SharedChannel:
+    """A channel several threads send on (one lock) while one thread receives."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        self._lock = threading.Lock()
+
+    def send(self, kind, header=None, payload=b'', compress=True):
+        with self._lock:
+            self.channel.send(kind, header, payload, compress)
+
+    def recv(self):
+        return self.channel.recv()
+
+
+# -- the agent's side ---------------------------------------------------------------------------------
+
+class RemoteBackend(Backend):
+    """The pool's storage, reached through the control node. Thread-safe."""
+
+    accepts_buffers = False
+
+    def __init__(self, shared, location):
+        self.shared = shared
+        self.location = location
+        self._ids = itertools.count(1)
+        self._waiting = {}
+        self._lock = threading.Lock()
+        self._closed = None
+
+    # called by the agent's receiving loop
+    def deliver(self, header, payload):
+        with self._lock:
+            future = self._waiting.pop(header.get('id'), None)
+        if future is None:
+            raise ProtocolError('reply to unknown request %r' % header.get('id'))
+        if header.get('error'):
+            error = NotFound if header.get('missing') else BackendError
+            future.set_exception(error(header['error']))
+        else:
+            future.set_result((header, payload))
+
+    def fail_all(self, reason):
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+            self._closed = reason
+        for future in waiting.values():
+            future.set_exception(BackendError(reason))
+
+    def _call(self, operation, payload=b'', **args):
+        future = Future()
+        with self._lock:
+            if self._closed:
+                raise BackendError(self._closed)
+            request_id = next(self._ids)
+            self._waiting[request_id] = future
+        # every pool object is compressed and encrypted already: the wire must not try again
+        self.shared.send(REQUEST, dict(args, id=request_id, op=operation), payload, compress=False)
+        return future.result()
+
+    def write(self, key, data):
+        self._call('write', bytes(data), key=key)
+
+    def replace(self, key, data):
+        self._call('replace', bytes(data), key=key)
+
+    def write_deferred(self, key, data):
+        self._call('write_deferred', bytes(data), key=key)
+
+    def flush(self):
+        self._call('flush')
+
+    def read(self, key, offset=0, length=None):
+        return self._call('read', key=key, offset=offset, length=length)[1]
+
+    def list(self, prefix):
+        header = self._call('list', prefix=prefix)[0]
+        return [tuple(item) for item in header['items']]
+
+    def delete(self, key):
+        self._call('delete', key=key)
+
+    def size(self, key):
+        return self._call('size', key=key)[0]['size']
+
+
+# -- the control node's side ----------------------------------------------------------------------------
+
+def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS):
+    """Answer the agent's storage requests until it sends its result; return the result header.
+
+    Raises RelayError with the agent's message when the job failed on the agent.
+    """
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='ferry-relay')
+    try:
+        while True:
+            kind, header, payload = shared.recv()
+            if kind == REQUEST:
+                pool.submit(_answer, shared, backend, header, payload)
+            elif kind == PROGRESS:
+                if on_progress is not None:
+                    on_progress(header)
+            elif kind == RESULT:
+                return header
+            elif kind == FAILURE:
+                raise RelayError(header.get('message') or 'the agent failed without saying why')
+            else:
+                raise ProtocolError('unexpected frame %d from the agent' % kind)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _answer(shared, backend, header, payload):
+    request_id, operation = header.get('id'), header.get('op')
+    reply, body = {'id': request_id}, b''
+    try:
+        if operation not in OPERATIONS:
+            raise BackendError('unknown storage operation %r' % operation)
+        if operation in ('write', 'replace', 'write_deferred'):
+            getattr(backend, operation)(header['key'], payload)
+        elif operation == 'flush':
+            backend.flush()
+        elif operation == 'read':
+            body = backend.read(header['key'], header.get('offset') or 0, header.get('length'))
+        elif operation == 'list':
+            reply['items'] = [list(item) for item in backend.list(header.get('prefix') or '')]
+        elif operation == 'delete':
+            backend.delete(header['key'])
+        else:
+            reply['size'] = backend.size(header['key'])
+    except NotFound as exc:
+        reply.update(error=str(exc), missing=True)
+    except Exception as exc:  # pylint: disable=broad-except
+        reply['error'] = '%s: %s' % (exc.__class__.__name__, exc) if not isinstance(exc, BackendError) else str(exc)
+    try:
+        shared.send(REPLY, reply, bytes(body), compress=False)  # pool objects are compressed and encrypted
+    except OSError:
+        pass  # the connection is gone; the receiving loop reports it
+
+
+# -- the job, on the agent ----------------------------------------------------------------------------------
+
+def run_job(channel, progress_interval=2.0):
+    """Receive one job from the control node, run it with the pool engine, send its result."""
+    from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress  # pylint: disable=import-outside-toplevel
+    shared = SharedChannel(channel)
+    kind, job, metadata = shared.recv()
+    if kind != JOB:
+        raise ProtocolError('expected a job from the control node, got frame %d' % kind)
+    backend = RemoteBackend(shared, job.get('location') or 'the control node')
+    outcome = {}
+
+    def report(state, line):
+        shared.send(PROGRESS, dict(state, line=line))
+
+    def work():
+        try:
+            outcome['result'] = _run(job, backend, metadata, Progress(job.get('op', 'job'), report=report, interval=progress_interval))
+            shared.send(RESULT, outcome['result'])
+        except Exception as exc:  # pylint: disable=broad-except
+            outcome['error'] = str(exc) or exc.__class__.__name__
+            try:
+                shared.send(FAILURE, {'message': outcome['error']})
+            except OSError:
+                pass
+        finally:
+            backend.fail_all('the job has ended')
+
+    worker = threading.Thread(target=work, name='ferry-job', daemon=True)
+    worker.start()
+    try:
+        while True:  # replies until the control node, having the result, closes the connection
+            kind, header, payload = shared.recv()
+            if kind != REPLY:
+                raise ProtocolError('unexpected frame %d from the control node' % kind)
+            backend.deliver(header, payload)
+    except EOFError:
+        pass
+    except (OSError, ProtocolError) as exc:
+        backend.fail_all('lost the control node: %s' % exc)
+        worker.join()
+        raise
+    worker.join()
+    if 'result' not in outcome:
+        raise EOFError('the control node left before the job ended: %s' % outcome.get('error', 'no result'))
+    return outcome['result']
+
+
+def _run(job, backend, metadata, progress):
+    from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup  # pylint: disable=import-outside-toplevel
+    from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool  # pylint: disable=import-outside-toplevel
+    from ansible_collections.ferry.kube.plugins.module_utils.pool.restore import Restore  # pylint: disable=import-outside-toplevel
+    pool = Pool.open(backend, job['passphrase'])
+    try:
+        if job['op'] == 'backup':
+            point = Backup(pool, job['volumes'], group=job.get('group') or 'default', tags=job.get('tags'), parent=job.get('parent') or 'latest',
+                           metadata={job['metadata_name']: metadata} if job.get('metadata_name') else None, progress=progress,
+                           compare_identity=job.get('compare_identity', True)).run()
+            return {'point': point['id'], 'volumes': {name: {k: v for k, v in record.items() if k != 'tree'} for name, record in point['volumes'].items()},
+                    'stats': point['stats']}
+        if job['op'] == 'restore':
+            point = pool.resolve_point(job['point'], job.get('group'))
+            stats = Restore(pool, point, job['volumes'], paths=job.get('paths'), progress=progress).run()
+            return {'point': point['id'], 'stats': stats}
+        raise RelayError('unknown job %r: expected backup or restore' % job.get('op'))
+    finally:
+        pool.close()

@@ -1,0 +1,60 @@
+# Copyright: Ferry developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Calls on a few threads: what replication used of ``concurrent.futures``, without importing it (and ``logging``) at every run."""
+
+from __future__ import annotations
+
+import threading
+
+
+class Background:
+    """One call running on its own thread; ``result()`` waits for it and returns its value or raises its exception."""
+
+    def __init__(self, function, *args):
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(function, args), name='ferry-registry-background', daemon=True)
+        self._thread.start()
+
+    def _run(self, function, args):
+        try:
+            self._value = function(*args)
+        except BaseException as exc:  # pylint: disable=broad-except
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def parallel(function, items, workers):
+    """``[function(item) for item in items]`` on up to ``workers`` threads, in order; the first exception is raised after all finished."""
+    items = list(items)
+    results = [None] * len(items)
+    if len(items) <= 1 or workers <= 1:
+        return [function(item) for item in items]
+    errors = []
+    position = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                index = next(position, None)
+            if index is None:
+                return
+            try:
+                results[index] = function(items[index])
+            except BaseException as exc:  # pylint: disable=broad-except
+                with lock:
+                    errors.append(exc)
+
+    threads = [threading.Thread(target=work, name='ferry-registry-%d' % number, daemon=True) for number in range(min(workers, len(items)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results

@@ -1,0 +1,198 @@
+# Copyright: Ferry developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Transient agent pods: a Secret with the sync's certificate, the pod, and the Service that
+exposes it to the control node (NodePort or LoadBalancer).
+
+Every object carries the sync's labels, so a later run (``sweep``) removes what a crashed one left.
+Pods run unprivileged: non-root, read-only root filesystem, no capabilities, RuntimeDefault
+seccomp, with requests and limits. They run as the app's own user when its pods declare one, so
+they can read (and write back) what the app wrote.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ApiError, FerryError
+from ansible_collections.ferry.kube.plugins.module_utils.snapshots.csi import delete_path
+from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import MANAGED_BY, SYNC_LABEL, TEMP_LABEL, temp_name
+
+AGENT_PORT = 8443
+ROLE_LABEL = 'ferry.dev/agent-role'
+TLS_DIR = '/etc/ferry/tls'
+DATA_DIR = '/data'
+NON_ROOT_USER = 65532
+DEFAULT_RESOURCES = {'requests': {'cpu': '250m', 'memory': '256Mi'}, 'limits': {'cpu': '2', 'memory': '2Gi'}}
+
+
+class AgentSpec:
+    """What an agent pod needs: where, which image, which claims at which paths, how to expose it."""
+
+    def __init__(self, namespace, image, role, args, claims, read_only, exposure='NodePort', resources=None, run_as=None):
+        self.namespace = namespace
+        self.image = image
+        self.role = role
+        self.args = list(args)
+        self.claims = dict(claims)  # volume name -> PVC name; mounted at /data/<volume name>
+        self.read_only = read_only
+        self.exposure = exposure
+        self.resources = resources or DEFAULT_RESOURCES
+        self.run_as = run_as  # (user, group, fs group) or None
+
+
+class Agent:
+    """One running agent; ``start`` returns once it accepts connections at ``address``."""
+
+    def __init__(self, cluster, sync_id, spec, pki, index=0):
+        self.cluster = cluster
+        self.sync_id = sync_id
+        self.spec = spec
+        self.pki = pki
+        self.name = temp_name(sync_id, 'agent', spec.role, str(index))
+        self.address = None
+        self.created = []
+
+    @property
+    def labels(self):
+        return dict(MANAGED_BY, **{TEMP_LABEL: 'true', SYNC_LABEL: self.sync_id, ROLE_LABEL: self.spec.role, 'ferry.dev/agent': self.name})
+
+    def start(self, timeout=300):
+        base = '/api/v1/namespaces/%s' % self.spec.namespace
+        self._create('%s/secrets' % base, self._secret())
+        self._create('%s/pods' % base, self._pod())
+        self._create('%s/services' % base, self._service())
+        self.address = self._wait_reachable(timeout)
+        return self.address
+
+    def stop(self):
+        """Delete the pod, Service and Secret; returns what was removed (missing objects are fine)."""
+        removed = []
+        for path in reversed(self.created):
+            removed += delete_path(self.cluster, path)
+        self.created = []
+        return removed
+
+    def logs(self, tail=40):
+        try:
+            from kubernetes import client as k8s_client  # pylint: disable=import-outside-toplevel
+            response = k8s_client.CoreV1Api(self.cluster.api_client).read_namespaced_pod_log(
+                self.name, self.spec.namespace, tail_lines=tail, _preload_content=False)
+            return response.data.decode('utf-8', 'replace')
+        except Exception:  # pylint: disable=broad-except
+            return ''
+
+    def _create(self, collection, body):
+        self.created.append('%s/%s' % (collection, body['metadata']['name']))
+        try:
+            self.cluster.request('POST', collection, body=body)
+        except ApiError as exc:
+            if exc.status != 409:  # left by an interrupted attempt of this sync: replaced below
+                raise
+            delete_path(self.cluster, '%s/%s' % (collection, body['metadata']['name']))
+            self._wait_deleted('%s/%s' % (collection, body['metadata']['name']))
+            self.cluster.request('POST', collection, body=body)
+
+    def _wait_deleted(self, path, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.cluster.get(path)
+            except ApiError as exc:
+                if exc.status == 404:
+                    return
+                raise
+            time.sleep(0.2)
+        raise FerryError('%s left by an earlier attempt is still being deleted after %d s' % (path, timeout))
+
+    def _secret(self):
+        bundle = self.pki.bundle(self.spec.role, self.name)
+        return {'apiVersion': 'v1', 'kind': 'Secret', 'type': 'Opaque',
+                'metadata': {'name': self.name, 'namespace': self.spec.namespace, 'labels': self.labels}, 'stringData': bundle}
+
+    def _pod(self):
+        mounts = [{'name': 'tls', 'mountPath': TLS_DIR, 'readOnly': True}, {'name': 'tmp', 'mountPath': '/tmp'}]
+        volumes = [{'name': 'tls', 'secret': {'secretName': self.name, 'defaultMode': 0o400}}, {'name': 'tmp', 'emptyDir': {}}]
+        for index, (volume, claim) in enumerate(sorted(self.spec.claims.items())):
+            mounts.append({'name': 'data-%d' % index, 'mountPath': '%s/%s' % (DATA_DIR, volume), 'readOnly': self.spec.read_only})
+            volumes.append({'name': 'data-%d' % index, 'persistentVolumeClaim': {'claimName': claim, 'readOnly': self.spec.read_only}})
+        user, group, fs_group = self.spec.run_as or (NON_ROOT_USER, NON_ROOT_USER, None)
+        pod_security = {'runAsNonRoot': user != 0, 'runAsUser': user, 'runAsGroup': group, 'seccompProfile': {'type': 'RuntimeDefault'}}
+        if fs_group is not None:
+            pod_security['fsGroup'] = fs_group
+        container = {
+            'name': 'agent', 'image': self.spec.image, 'args': self.spec.args + ['--listen', '$(POD_IP):%d' % AGENT_PORT, '--tls', TLS_DIR],
+            'env': [{'name': 'POD_IP', 'valueFrom': {'fieldRef': {'fieldPath': 'status.podIP'}}}],
+            'ports': [{'name': 'transfer', 'containerPort': AGENT_PORT}],
+            'readinessProbe': {'tcpSocket': {'port': AGENT_PORT}, 'periodSeconds': 1},
+            'resources': self.spec.resources,
+            'securityContext': {'allowPrivilegeEscalation': False, 'readOnlyRootFilesystem': True, 'capabilities': {'drop': ['ALL']}},
+            'volumeMounts': mounts,
+        }
+        return {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': self.name, 'namespace': self.spec.namespace, 'labels': self.labels},
+                'spec': {'restartPolicy': 'OnFailure', 'automountServiceAccountToken': False, 'securityContext': pod_security,
+                         'containers': [container], 'volumes': volumes}}
+
+    def _service(self):
+        return {'apiVersion': 'v1', 'kind': 'Service', 'metadata': {'name': self.name, 'namespace': self.spec.namespace, 'labels': self.labels},
+                'spec': {'type': self.spec.exposure, 'selector': {'ferry.dev/agent': self.name},
+                         'ports': [{'name': 'transfer', 'port': AGENT_PORT, 'targetPort': AGENT_PORT}]}}
+
+    def _wait_reachable(self, timeout):
+        """(host, port) the control node reaches the agent at, once its pod is ready."""
+        deadline = time.monotonic() + timeout
+        base = '/api/v1/namespaces/%s' % self.spec.namespace
+        while True:
+            pod = self.cluster.get('%s/pods/%s' % (base, self.name))
+            status = pod.get('status') or {}
+            ready = any(c.get('type') == 'Ready' and c.get('status') == 'True' for c in status.get('conditions') or [])
+            address = self._exposed_address(base, pod) if ready else None
+            if address is not None:
+                return address
+            if status.get('phase') == 'Failed' or time.monotonic() > deadline:
+                raise FerryError('agent pod %s/%s did not become ready in %d s (phase %s; %s)%s'
+                                 % (self.spec.namespace, self.name, timeout, status.get('phase'), _waiting_reason(status), _tail(self.logs())))
+            time.sleep(0.25)
+
+    def _exposed_address(self, base, pod):
+        service = self.cluster.get('%s/services/%s' % (base, self.name))
+        port = (service.get('spec') or {}).get('ports', [{}])[0]
+        if self.spec.exposure == 'LoadBalancer':
+            ingress = ((service.get('status') or {}).get('loadBalancer') or {}).get('ingress') or []
+            host = ingress and (ingress[0].get('ip') or ingress[0].get('hostname'))
+            return (host, AGENT_PORT) if host else None
+        node_name = (pod.get('spec') or {}).get('nodeName')
+        if not port.get('nodePort') or not node_name:
+            return None
+        node = self.cluster.get('/api/v1/nodes/%s' % node_name)
+        addresses = {a.get('type'): a.get('address') for a in (node.get('status') or {}).get('addresses') or []}
+        host = addresses.get('ExternalIP') or addresses.get('InternalIP')
+        return (host, int(port['nodePort'])) if host else None
+
+
+def _waiting_reason(status):
+    for container in status.get('containerStatuses') or []:
+        waiting = (container.get('state') or {}).get('waiting')
+        if waiting:
+            return '%s: %s' % (waiting.get('reason'), waiting.get('message') or '')
+    for condition in status.get('conditions') or []:
+        if condition.get('status') == 'False' and condition.get('reason'):
+            return '%s: %s' % (condition['reason'], condition.get('message') or '')
+    return 'no reason given'
+
+
+def _tail(text, lines=5):
+    text = (text or '').strip()
+    return '; agent log: ' + ' | '.join(text.splitlines()[-lines:]) if text else ''
+
+
+def app_user(pods):
+    """(user, group, fs group) the app's pods run as, when they declare one; else None."""
+    for pod in pods:
+        spec = pod.get('spec') or {}
+        security = spec.get('securityContext') or {}
+        user = security.get('runAsUser')
+        for container in spec.get('containers') or []:
+            user = (container.get('securityContext') or {}).get('runAsUser', user)
+        if user is not None:
+            return user, security.get('runAsGroup', user), security.get('fsGroup')
+    return None
