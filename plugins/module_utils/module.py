@@ -14,13 +14,14 @@ from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import Ferr
 class FerryModule:
     """Wraps ``AnsibleModule`` (composition, so modules keep the plain Ansible API at hand)."""
 
-    def __init__(self, argument_spec, requires_kubernetes=True, **kwargs):
+    def __init__(self, argument_spec, requires_kubernetes=True, cluster_options=(), **kwargs):
+        """``cluster_options``: free-form dict options that hold cluster connections; their secrets are hidden too."""
         kwargs.setdefault('supports_check_mode', True)
         self.ansible = AnsibleModule(argument_spec=argument_spec, **kwargs)
         if requires_kubernetes and not connection.HAS_KUBERNETES:
             self.ansible.fail_json(msg=missing_required_lib('kubernetes'), exception=str(connection.KUBERNETES_IMPORT_ERROR))
         for option, spec in argument_spec.items():
-            if spec.get('options') is not None and 'kubeconfig' in spec['options']:
+            if option in cluster_options or (spec.get('options') is not None and 'kubeconfig' in spec['options']):
                 for value in connection.secret_values(self.params.get(option)):
                     self.ansible.no_log_values.add(value)
 

@@ -59,127 +59,12 @@ options:
     type: list
     elements: str
     default: []
-  namespace_mapping:
-    description: Source namespace to target namespace.
-    type: dict
-    default: {}
-  storage_class_mapping:
-    description: Source storage class to target storage class. A mapped StorageClass itself is not restored.
-    type: dict
-    default: {}
-  image_rewrites:
-    description:
-      - Registry or repository prefixes to rewrite in container images, longest match first, for example the
-        RV(ferry.kube.registry_sync#module:rewrites) of a registry sync.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      from:
-        description: Source prefix (C(docker.io/library), C(registry.example.com/team)).
-        type: str
-        required: true
-      to:
-        description: Replacement prefix.
-        type: str
-        required: true
-  image_digests:
-    description: Source image reference to digest; rewritten images are pinned by digest where known.
-    type: dict
-    default: {}
-  replicas:
-    description:
-      - Set every Deployment, StatefulSet, ReplicaSet and DeploymentConfig to this many replicas. The original count is
-        kept in the annotation C(ferry.dev/original-replicas). V(0) keeps a DR copy hydrated but idle.
-    type: int
-  suspend_cron_jobs:
-    description: Suspend CronJobs (the original setting kept in C(ferry.dev/original-suspend)). Default is true when O(replicas=0).
-    type: bool
-  add_labels:
-    description: Labels added to every restored object.
-    type: dict
-    default: {}
-  add_annotations:
-    description: Annotations added to every restored object.
-    type: dict
-    default: {}
-  patches:
-    description: Patches applied to the objects their target selects, after the other transforms.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      target:
-        description: Which objects; every given field must match.
-        type: dict
-        default: {}
-        suboptions:
-          kind:
-            description: Kind.
-            type: str
-          group:
-            description: API group (empty for the core group).
-            type: str
-          name:
-            description: Name or shell pattern.
-            type: str
-          namespace:
-            description: Namespace (after O(namespace_mapping)) or shell pattern.
-            type: str
-          label_selector:
-            description: Label selector.
-            type: str
-          jmespath:
-            description: JMESPath expression evaluated on the object; the object is targeted when it is truthy.
-            type: str
-      json_patch:
-        description: RFC 6902 operations.
-        type: list
-        elements: dict
-      merge_patch:
-        description: RFC 7386 merge patch.
-        type: dict
-  existing:
-    description:
-      - What to do with objects that exist on the target and differ. V(skip) leaves them; V(update) merges three-way
-        (fields Ferry set before and no longer wants are removed, fields others set are kept); V(replace) replaces them,
-        deleting and recreating when an immutable field differs.
-    type: str
-    choices: [skip, update, replace]
-    default: update
-  restore_pvs:
-    description:
-      - V(static) restores statically provisioned PersistentVolumes only (dynamically provisioned ones are provisioned
-        anew by their claims); V(all) restores every captured PV; V(none) none.
-    type: str
-    choices: [static, all, none]
-    default: static
-  validate:
-    description: Validate health after the restore (not in check mode).
-    type: bool
-    default: true
-  validate_timeout:
-    description: Seconds to wait for the restored objects to become healthy.
-    type: int
-    default: 300
-  fail_on_unhealthy:
-    description: Fail when validation finds an unhealthy object or probe.
-    type: bool
-    default: true
-  probes:
-    description:
-      - Checks run once the objects are healthy. Each has a C(name) and either C(http_get) (C(url), C(expected_status),
-        C(contains), C(timeout), C(validate_certs), C(ca_file), C(headers)) or C(exec) (C(namespace), C(pod) or
-        C(selector), C(container), C(command), C(expected_rc)).
-      - Not logged, as headers may carry credentials.
-    type: list
-    elements: dict
-    default: []
   workers:
     description: Objects of one tier applied at the same time.
     type: int
     default: 8
 extends_documentation_fragment:
+  - ferry.kube.restore
   - ferry.kube.pool
   - ferry.kube.cluster
   - ferry.kube.attributes
@@ -270,12 +155,8 @@ from ansible_collections.ferry.kube.plugins.module_utils.kube.connection import 
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError
 from ansible_collections.ferry.kube.plugins.module_utils.module import FerryModule
 from ansible_collections.ferry.kube.plugins.module_utils.pool import options as pool_options
+from ansible_collections.ferry.kube.plugins.module_utils.restore import options as restore_options
 from ansible_collections.ferry.kube.plugins.module_utils.restore.engine import Restore, Selection
-from ansible_collections.ferry.kube.plugins.module_utils.restore.transforms import Transforms
-
-PATCH_TARGET = dict(kind=dict(type='str'), group=dict(type='str'), name=dict(type='str'), namespace=dict(type='str'),
-                    label_selector=dict(type='str'), jmespath=dict(type='str'))
-
 
 def load_capture(module):
     params = module.params
@@ -310,8 +191,7 @@ def load_capture(module):
 def run(module):
     params = module.params
     capture, point = load_capture(module)
-    transforms = Transforms(params['namespace_mapping'], params['storage_class_mapping'], params['image_rewrites'], params['image_digests'],
-                            params['replicas'], params['suspend_cron_jobs'], params['add_labels'], params['add_annotations'], params['patches'])
+    transforms = restore_options.transforms_of(params)
     selection = Selection(params['namespaces'], params['apps'], params['include_kinds'], params['exclude_kinds'])
     cluster = module.connect()
     result = Restore(cluster, capture, transforms, selection, existing=params['existing'], dry_run=module.check_mode,
@@ -321,27 +201,14 @@ def run(module):
         result['diff'] = diff
     if point is not None:
         result['point'] = point
-    if result['failures']:
-        named = '; '.join('%s %s/%s: %s' % (e['kind'], e['namespace'] or '', e['name'], e['reason']) for e in result['failures'][:20])
-        raise FerryError('%d of %d objects failed to restore: %s' % (len(result['failures']), len(result['objects']), named), **result)
-    if params['validate'] and not module.check_mode:
-        result['health'] = validate_health(cluster, result['objects'], params)
-        if params['fail_on_unhealthy'] and not result['health']['healthy']:
-            unhealthy = '; '.join('%s %s/%s: %s' % (u['kind'], u['namespace'] or '', u['name'], u['reason']) for u in result['health']['unhealthy'][:20])
-            probes = '; '.join('probe %s: %s' % (p['name'], p['reason']) for p in result['health']['probes'] if not p['healthy'])
-            raise FerryError('restored, but not healthy: %s' % '; '.join(part for part in (unhealthy, probes) if part), **result)
+    restore_options.raise_failures(result)
+    if not module.check_mode:
+        restore_options.validate_after(cluster, result, params)
     return result
 
 
-def validate_health(cluster, entries, params):
-    from ansible_collections.ferry.kube.plugins.module_utils.restore.health import validate  # pylint: disable=import-outside-toplevel
-    restored = [{'apiVersion': e['api_version'], 'kind': e['kind'], 'metadata': {'name': e['name'], 'namespace': e['namespace']}}
-                for e in entries if e['action'] in ('created', 'updated', 'replaced', 'unchanged', 'relinked')]
-    return validate(cluster, restored, timeout=params['validate_timeout'], probes=params['probes'])
-
-
 def main():
-    module = FerryModule(argument_spec=dict(
+    spec = dict(
         cluster=cluster_option(),
         pool=pool_options.pool_option(),
         point=dict(type='str', default='latest'),
@@ -351,27 +218,10 @@ def main():
         apps=dict(type='list', elements='str', default=[]),
         include_kinds=dict(type='list', elements='str', default=[]),
         exclude_kinds=dict(type='list', elements='str', default=[]),
-        namespace_mapping=dict(type='dict', default={}),
-        storage_class_mapping=dict(type='dict', default={}),
-        image_rewrites=dict(type='list', elements='dict', default=[], options={'from': dict(type='str', required=True), 'to': dict(type='str', required=True)}),
-        image_digests=dict(type='dict', default={}),
-        replicas=dict(type='int'),
-        suspend_cron_jobs=dict(type='bool'),
-        add_labels=dict(type='dict', default={}),
-        add_annotations=dict(type='dict', default={}),
-        patches=dict(type='list', elements='dict', default=[], options=dict(
-            target=dict(type='dict', default={}, options=PATCH_TARGET),
-            json_patch=dict(type='list', elements='dict'),
-            merge_patch=dict(type='dict'),
-        )),
-        existing=dict(type='str', choices=['skip', 'update', 'replace'], default='update'),
-        restore_pvs=dict(type='str', choices=['static', 'all', 'none'], default='static'),
-        validate=dict(type='bool', default=True),
-        validate_timeout=dict(type='int', default=300),
-        fail_on_unhealthy=dict(type='bool', default=True),
-        probes=dict(type='list', elements='dict', default=[], no_log=True),  # headers may carry credentials
         workers=dict(type='int', default=8),
-    ), required_one_of=[['pool', 'src']], mutually_exclusive=[['pool', 'src']])
+    )
+    spec.update(restore_options.argument_spec())
+    module = FerryModule(argument_spec=spec, required_one_of=[['pool', 'src']], mutually_exclusive=[['pool', 'src']])
     module.run(run)
 
 

@@ -65,29 +65,8 @@ options:
     description: Seconds to wait for each snapshot to be cut and ready.
     type: int
     default: 600
-  aws:
-    description: AWS credentials for EBS snapshots of volumes without a CSI snapshot class.
-    type: dict
-    suboptions:
-      region:
-        description: Region of the volumes. Falls back to E(AWS_REGION).
-        type: str
-      profile:
-        description: AWS profile.
-        type: str
-      access_key:
-        description: Access key ID. Falls back to E(AWS_ACCESS_KEY_ID).
-        type: str
-      secret_key:
-        description: Secret access key. Falls back to E(AWS_SECRET_ACCESS_KEY).
-        type: str
-      session_token:
-        description: Session token.
-        type: str
-      endpoint_url:
-        description: EC2 endpoint, for private endpoints or emulators.
-        type: str
 extends_documentation_fragment:
+  - ferry.kube.aws_snapshots
   - ferry.kube.cluster
   - ferry.kube.attributes
 attributes:
@@ -169,29 +148,16 @@ duration:
 
 import time
 
-from ansible_collections.ferry.kube.plugins.module_utils.kube.cloud_auth import env
 from ansible_collections.ferry.kube.plugins.module_utils.kube.connection import cluster_option
 from ansible_collections.ferry.kube.plugins.module_utils.module import FerryModule
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import group
-from ansible_collections.ferry.kube.plugins.module_utils.snapshots.csi import CsiSnapshots
-
-
-def providers(module, cluster):
-    sync_id = module.params['sync_id']
-    found = {'csi-snapshot': CsiSnapshots(cluster, sync_id), 'live-read': group.LiveRead(cluster, sync_id)}
-    aws = module.params.get('aws')
-    if aws and any(aws.values()):
-        from ansible_collections.ferry.kube.plugins.module_utils.kube.cloud_auth import eks_session  # pylint: disable=import-outside-toplevel
-        from ansible_collections.ferry.kube.plugins.module_utils.snapshots.aws_ebs import EbsSnapshots  # pylint: disable=import-outside-toplevel
-        session = eks_session(dict(aws, cluster_name='(EBS snapshots)'))
-        found['aws-ebs'] = EbsSnapshots(cluster, sync_id, session, endpoint_url=aws.get('endpoint_url'))
-    return found
+from ansible_collections.ferry.kube.plugins.module_utils.snapshots.providers import MECHANISMS, aws_option, providers
 
 
 def run(module):
     params = module.params
     cluster = module.connect()
-    snapper = group.AppSnapshot(cluster, params['sync_id'], providers(module, cluster))
+    snapper = group.AppSnapshot(cluster, params['sync_id'], providers(cluster, params['sync_id'], params.get('aws')))
     started = time.monotonic()
     if params['state'] == 'absent':
         record = group.load_record(cluster, params['namespace'], params['sync_id'])
@@ -230,20 +196,13 @@ def main():
         namespace=dict(type='str', required=True),
         pvcs=dict(type='list', elements='str'),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
-        mechanism=dict(type='str', choices=['auto', 'csi-snapshot', 'aws-ebs', 'live-read'], default='auto'),
+        mechanism=dict(type='str', choices=MECHANISMS, default='auto'),
         expose=dict(type='bool', default=True),
         hooks=dict(type='bool', default=True),
         sweep=dict(type='bool', default=False),
         keep_sync_ids=dict(type='list', elements='str', default=[], no_log=False),
         wait_timeout=dict(type='int', default=600),
-        aws=dict(type='dict', options=dict(
-            region=dict(type='str', fallback=env('AWS_REGION', 'AWS_DEFAULT_REGION')),
-            profile=dict(type='str', fallback=env('AWS_PROFILE')),
-            access_key=dict(type='str', no_log=False, fallback=env('AWS_ACCESS_KEY_ID')),
-            secret_key=dict(type='str', no_log=True, fallback=env('AWS_SECRET_ACCESS_KEY')),
-            session_token=dict(type='str', no_log=True, fallback=env('AWS_SESSION_TOKEN')),
-            endpoint_url=dict(type='str'),
-        )),
+        aws=aws_option(),
     ))
     module.run(run)
 

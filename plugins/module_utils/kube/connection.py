@@ -69,6 +69,20 @@ def cluster_spec():
     )
 
 
+def _no_log_values(params, spec):
+    """Values of the options ``spec`` marks no_log, at any depth (for options Ansible does not validate)."""
+    found = set()
+    for name, option in spec.items():
+        value = (params or {}).get(name)
+        if option.get('no_log') and isinstance(value, str) and value:
+            found.add(value)
+        elif option.get('no_log') and isinstance(value, dict):
+            found.update(v for v in value.values() if isinstance(v, str) and v)
+        if option.get('options') and isinstance(value, dict):
+            found |= _no_log_values(value, option['options'])
+    return found
+
+
 # The suboptions of a ``cluster`` option; use ``cluster_option()`` to declare one.
 CLUSTER_SPEC = cluster_spec()
 
@@ -88,7 +102,7 @@ def secret_values(params):
     A kubeconfig given as a dict (not a path) carries tokens and keys that no_log on the
     option itself cannot see.
     """
-    found = set()
+    found = _no_log_values(params, cluster_spec())
     kubeconfig = (params or {}).get('kubeconfig')
     if isinstance(kubeconfig, dict):
         for user in kubeconfig.get('users') or []:

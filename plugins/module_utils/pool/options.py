@@ -66,12 +66,13 @@ def require_pool(params):
     return params
 
 
-def passphrase_of(module, params):
+def passphrase_of(module, params, cluster=None):
+    """The passphrase, given directly or read from a Secret through ``cluster`` (default: the module's ``cluster`` option)."""
     params = require_pool(params)
     if params.get('passphrase'):
         return params['passphrase']
     ref = params['passphrase_secret']
-    cluster = module.connect()
+    cluster = cluster or module.connect()
     secret = cluster.get('/api/v1/namespaces/%s/secrets/%s' % (ref['namespace'], ref['name']))
     encoded = (secret.get('data') or {}).get(ref['key'])
     if not encoded:

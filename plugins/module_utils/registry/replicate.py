@@ -161,7 +161,6 @@ class Replicator:
         self._needed = {}  # digest -> [(job, descriptor)] for blobs no target repository has yet
         self._present_manifests = {}  # (target repository, digest) -> Manifest read from the target
         self._unread = {}  # (target repository, digest) -> job: present images counted from the record, manifests not read
-        self.spot_check = None  # the recorded image checked at the target: {'image', 'ok'}
         self.record_trusted = True  # False once the spot check found the target disagreeing with the record
 
     # -- phases ---------------------------------------------------------------------------------------
@@ -209,10 +208,7 @@ class Replicator:
                 current = self.target.manifest_head(job.target_repository, job.tag or entry['target_digest'])
             except RegistryError:
                 current = None
-            ok = current is not None and current[0] == entry['target_digest']
-            self.spot_check = {'image': '%s/%s%s' % (self.target.name, job.target_repository, ':' + job.tag if job.tag else '@' + entry['target_digest']),
-                               'ok': ok}
-            return ok
+            return current is not None and current[0] == entry['target_digest']
         return Background(check)
 
     def _plan_guarded(self, job):
@@ -371,7 +367,7 @@ class Replicator:
         self._count_present(job, digest)
 
     def _read_unread(self, item):
-        (repository, digest), job = item
+        (_repository, digest), job = item
         try:
             self._count_present(job, digest, counting=False)
         except RegistryError:

@@ -11,6 +11,7 @@ they can read (and write back) what the app wrote.
 
 from __future__ import annotations
 
+import json
 import time
 
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ApiError, FerryError
@@ -28,7 +29,7 @@ DEFAULT_RESOURCES = {'requests': {'cpu': '250m', 'memory': '256Mi'}, 'limits': {
 class AgentSpec:
     """What an agent pod needs: where, which image, which claims at which paths, how to expose it."""
 
-    def __init__(self, namespace, image, role, args, claims, read_only, exposure='NodePort', resources=None, run_as=None):
+    def __init__(self, namespace, image, role, args, claims, read_only, exposure='NodePort', resources=None, run_as=None, listens=True):
         self.namespace = namespace
         self.image = image
         self.role = role
@@ -38,6 +39,7 @@ class AgentSpec:
         self.exposure = exposure
         self.resources = resources or DEFAULT_RESOURCES
         self.run_as = run_as  # (user, group, fs group) or None
+        self.listens = listens  # a server the control node or another agent dials; else a client that runs to completion
 
 
 class Agent:
@@ -60,9 +62,29 @@ class Agent:
         base = '/api/v1/namespaces/%s' % self.spec.namespace
         self._create('%s/secrets' % base, self._secret())
         self._create('%s/pods' % base, self._pod())
+        if not self.spec.listens:
+            return None
         self._create('%s/services' % base, self._service())
         self.address = self._wait_reachable(timeout)
         return self.address
+
+    def wait_finished(self, timeout):
+        """The ``result`` event of an agent that runs to completion; restarts after a cut connection resume."""
+        deadline = time.monotonic() + timeout
+        path = '/api/v1/namespaces/%s/pods/%s' % (self.spec.namespace, self.name)
+        while True:
+            status = self.cluster.get(path).get('status') or {}
+            if status.get('phase') in ('Succeeded', 'Failed'):
+                log = self.logs(tail=200)
+                result = last_event(log, 'result')
+                if status['phase'] == 'Succeeded' and result is not None:
+                    return result
+                error = last_event(log, 'error') or {}
+                reason = error.get('reason') or _waiting_reason(status)
+                raise FerryError('agent %s/%s %s: %s' % (self.spec.namespace, self.name, status['phase'].lower(), reason))
+            if time.monotonic() > deadline:
+                raise FerryError('agent %s/%s did not finish in %d s%s' % (self.spec.namespace, self.name, timeout, _tail(self.logs())))
+            time.sleep(0.25)
 
     def stop(self):
         """Delete the pod, Service and Secret; returns what was removed (missing objects are fine)."""
@@ -119,15 +141,17 @@ class Agent:
         pod_security = {'runAsNonRoot': user != 0, 'runAsUser': user, 'runAsGroup': group, 'seccompProfile': {'type': 'RuntimeDefault'}}
         if fs_group is not None:
             pod_security['fsGroup'] = fs_group
+        listen = ['--listen', '$(POD_IP):%d' % AGENT_PORT] if self.spec.listens else []
         container = {
-            'name': 'agent', 'image': self.spec.image, 'args': self.spec.args + ['--listen', '$(POD_IP):%d' % AGENT_PORT, '--tls', TLS_DIR],
+            'name': 'agent', 'image': self.spec.image, 'args': self.spec.args + listen + ['--tls', TLS_DIR],
             'env': [{'name': 'POD_IP', 'valueFrom': {'fieldRef': {'fieldPath': 'status.podIP'}}}],
-            'ports': [{'name': 'transfer', 'containerPort': AGENT_PORT}],
-            'readinessProbe': {'tcpSocket': {'port': AGENT_PORT}, 'periodSeconds': 1},
             'resources': self.spec.resources,
             'securityContext': {'allowPrivilegeEscalation': False, 'readOnlyRootFilesystem': True, 'capabilities': {'drop': ['ALL']}},
             'volumeMounts': mounts,
         }
+        if self.spec.listens:
+            container['ports'] = [{'name': 'transfer', 'containerPort': AGENT_PORT}]
+            container['readinessProbe'] = {'tcpSocket': {'port': AGENT_PORT}, 'periodSeconds': 1}
         return {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': self.name, 'namespace': self.spec.namespace, 'labels': self.labels},
                 'spec': {'restartPolicy': 'OnFailure', 'automountServiceAccountToken': False, 'securityContext': pod_security,
                          'containers': [container], 'volumes': volumes}}
@@ -196,3 +220,29 @@ def app_user(pods):
         if user is not None:
             return user, security.get('runAsGroup', user), security.get('fsGroup')
     return None
+
+
+def last_event(log_text, event):
+    """The last JSON line of an agent log with this ``event``."""
+    found = None
+    for line in (log_text or '').splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get('event') == event:
+            found = record
+    return found
+
+
+def sweep(cluster, namespaces, keep_sync_ids=()):
+    """Remove agent pods, Services and Secrets that crashed or interrupted syncs left, except those of running syncs."""
+    removed = []
+    selector = '%s=true,app.kubernetes.io/managed-by=ferry,%s' % (TEMP_LABEL, ROLE_LABEL)
+    for namespace in namespaces:
+        for collection in ('pods', 'services', 'secrets'):
+            path = '/api/v1/namespaces/%s/%s' % (namespace, collection)
+            for item in cluster.get(path, labelSelector=selector).get('items') or []:
+                if (item['metadata'].get('labels') or {}).get(SYNC_LABEL) not in keep_sync_ids:
+                    removed += delete_path(cluster, '%s/%s' % (path, item['metadata']['name']))
+    return removed

@@ -80,3 +80,27 @@ def test_stage_one_then_two_moves_the_volume_and_a_second_sync_sends_only_change
     assert restored['volumes'][0]['pvc'] == 'data'
     assert digest_tree(volume_dir(dr_box, dr, 'shop', 'data')) == digest_tree(root)
     assert not dr.get('/api/v1/namespaces/shop/pods')['items']
+
+
+def test_passthrough_moves_the_volume_and_the_second_sync_sends_only_changes(clusters):
+    from ansible_collections.ferry.kube.plugins.module_utils.sync.passthrough import Passthrough
+    source_box, source, dr_box, dr, root = clusters
+    create_object(dr, {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'shop-dr'}})
+    create_object(dr, {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'name': 'data', 'namespace': 'shop-dr'},
+                       'spec': {'accessModes': ['ReadWriteOnce'], 'storageClassName': 'standard', 'resources': {'requests': {'storage': '1Gi'}}}})
+    wait_for(lambda: get_object(dr, 'v1', 'PersistentVolumeClaim', 'data', 'shop-dr')['status'].get('phase') == 'Bound')
+
+    def sync(sync_id):
+        providers = {'csi-snapshot': CsiSnapshots(source, sync_id), 'live-read': LiveRead(source, sync_id)}
+        return Passthrough(source, dr, 'shop', 'shop-dr', sync_id, IMAGE, providers, {'data': 'data'}).run()
+
+    first = sync('pt-1')
+    assert first['volumes'][0]['bytes_sent'] > 0
+    assert digest_tree(volume_dir(dr_box, dr, 'shop-dr', 'data')) == digest_tree(root)
+    with open(os.path.join(root, 'db', 'part07'), 'r+b') as handle:
+        handle.write(os.urandom(4096))
+    second = sync('pt-2')
+    assert second['volumes'][0]['bytes_sent'] < 300 * 1024, 'only the changed file (one chunk of 200 KiB of 4 MiB) crossed the wire'
+    assert digest_tree(volume_dir(dr_box, dr, 'shop-dr', 'data')) == digest_tree(root)
+    assert not source.get('/api/v1/namespaces/shop/pods')['items'] and not dr.get('/api/v1/namespaces/shop-dr/pods')['items']
+    assert not dr.get('/api/v1/namespaces/shop-dr/services')['items']
