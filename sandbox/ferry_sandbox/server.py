@@ -47,6 +47,7 @@ def parse_resource_path(path):
 
 class ApiHandler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
+    disable_nagle_algorithm = True  # headers and body go out as two writes: without this each answer waits for a delayed ACK
     server_version = 'ferry-sandbox'
     cluster = None  # set on the subclass made per server
 

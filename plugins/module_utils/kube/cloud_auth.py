@@ -14,12 +14,6 @@ import json
 from ansible.module_utils.basic import env_fallback
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ClusterError, ConnectionConfigError
 
-try:
-    import boto3
-    import botocore.exceptions
-    HAS_BOTO3 = True
-except ImportError:  # pragma: no cover - reported when EKS is used
-    HAS_BOTO3 = False
 
 # Application ID of the "Azure Kubernetes Service AAD Server": the audience of AKS AAD tokens.
 AKS_AAD_SERVER_APP_ID = '6dae42f8-4368-4678-94ff-3960e28e3630'
@@ -71,9 +65,18 @@ def aks_spec():
 
 # -- EKS ------------------------------------------------------------------------------------------
 
+def _aws():
+    """(boto3, botocore.exceptions), imported when AWS is used: boto3 costs about 0.4 s to import."""
+    try:
+        import boto3  # pylint: disable=import-outside-toplevel
+        import botocore.exceptions  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise ClusterError('EKS connections and EBS snapshots need the Python library boto3: pip install boto3') from None
+    return boto3, botocore.exceptions
+
+
 def eks_session(options):
-    if not HAS_BOTO3:
-        raise ClusterError('EKS connections need the Python library boto3: pip install boto3')
+    boto3, aws_errors = _aws()
     kwargs = {}
     if options.get('profile'):
         kwargs['profile_name'] = options['profile']
@@ -85,7 +88,7 @@ def eks_session(options):
         kwargs['region_name'] = options['region']
     try:
         session = boto3.session.Session(**kwargs)
-    except botocore.exceptions.ProfileNotFound as exc:
+    except aws_errors.ProfileNotFound as exc:
         raise ConnectionConfigError('eks.profile: %s; name a profile from ~/.aws/config' % exc) from None
     if not session.region_name:
         raise ConnectionConfigError('eks.region is not set: give the region of cluster %s (or set AWS_REGION)' % options['cluster_name'])
@@ -95,10 +98,11 @@ def eks_session(options):
 
 
 def _assume_role(session, options):
+    boto3, aws_errors = _aws()
     sts = session.client('sts', endpoint_url=options.get('sts_endpoint_url'))
     try:
         creds = sts.assume_role(RoleArn=options['role_arn'], RoleSessionName='ferry')['Credentials']
-    except botocore.exceptions.ClientError as exc:
+    except aws_errors.ClientError as exc:
         raise ClusterError('cannot assume role %s for EKS cluster %s: %s' % (options['role_arn'], options['cluster_name'], exc)) from None
     return boto3.session.Session(aws_access_key_id=creds['AccessKeyId'], aws_secret_access_key=creds['SecretAccessKey'],
                                  aws_session_token=creds['SessionToken'], region_name=session.region_name)
@@ -106,6 +110,7 @@ def _assume_role(session, options):
 
 def eks_token(session, cluster_name, sts_endpoint_url=None):
     """The token ``aws eks get-token`` makes: a presigned STS GetCallerIdentity URL naming the cluster."""
+    aws_errors = _aws()[1]
     sts = session.client('sts', endpoint_url=sts_endpoint_url)
 
     def keep_cluster_id(params, context, **_kwargs):
@@ -120,26 +125,27 @@ def eks_token(session, cluster_name, sts_endpoint_url=None):
     sts.meta.events.register('before-sign.sts.GetCallerIdentity', sign_cluster_id)
     try:
         url = sts.generate_presigned_url('get_caller_identity', Params={_EKS_ID_HEADER: cluster_name}, ExpiresIn=60, HttpMethod='GET')
-    except botocore.exceptions.BotoCoreError as exc:
+    except aws_errors.BotoCoreError as exc:
         raise ClusterError('cannot sign an EKS token for %s: %s (check the AWS credentials)' % (cluster_name, exc)) from None
     return EKS_TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode('utf-8')).decode('ascii').rstrip('=')
 
 
 def eks_endpoint(options, cluster_params):
     session = eks_session(options)
+    aws_errors = _aws()[1]
     name = options['cluster_name']
     host, ca_data = cluster_params.get('host'), None
     if not host:
         eks = session.client('eks', endpoint_url=options.get('endpoint_url'))
         try:
             described = eks.describe_cluster(name=name)['cluster']
-        except botocore.exceptions.ClientError as exc:
+        except aws_errors.ClientError as exc:
             code = exc.response.get('Error', {}).get('Code')
             if code == 'ResourceNotFoundException':
                 raise ClusterError('EKS cluster "%s" does not exist in region %s: check eks.cluster_name and eks.region'
                                    % (name, session.region_name)) from None
             raise ClusterError('cannot describe EKS cluster "%s": %s' % (name, exc)) from None
-        except botocore.exceptions.NoCredentialsError:
+        except aws_errors.NoCredentialsError:
             raise ClusterError('no AWS credentials for EKS cluster "%s": set eks.access_key/secret_key, eks.profile, or AWS_* variables' % name) from None
         host = described['endpoint']
         ca_data = base64.b64decode(described.get('certificateAuthority', {}).get('data') or '') or None

@@ -22,6 +22,7 @@ import os
 import ssl
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import (
     ApiError,
@@ -110,6 +111,9 @@ def secret_values(params):
                 if key in ('token', 'password', 'client-key-data') and isinstance(value, str):
                     found.add(value)
     return found
+
+
+DISCOVERY_WORKERS = 8
 
 
 class Cluster:
@@ -203,35 +207,46 @@ class Cluster:
 
 
 def _walk_discovery(cluster):
-    """Yield resource entries of the legacy core group and every named API group."""
+    """Yield resource entries of the legacy core group and every named API group.
+
+    The group versions are fetched in parallel: a cluster serves dozens, and one at a time they
+    cost a round trip each.
+    """
     groups = [{'name': '', 'versions': [{'groupVersion': v, 'version': v} for v in cluster.get('/api')['versions']]}]
     groups[0]['preferredVersion'] = groups[0]['versions'][0]
     groups.extend(cluster.get('/apis').get('groups') or [])
-    for group in groups:
+    wanted = [(group, version) for group in groups for version in group.get('versions') or []]
+
+    def fetch(item):
+        group, version = item
+        group_version = version['groupVersion']
+        try:
+            return cluster.get('/api/%s' % group_version if group['name'] == '' else '/apis/%s' % group_version)
+        except ApiError as exc:
+            if exc.status in (404, 503):  # an aggregated API that is down: skip, as kubectl does
+                return None
+            raise
+
+    with ThreadPoolExecutor(max_workers=DISCOVERY_WORKERS, thread_name_prefix='ferry-discovery') as pool:
+        lists = list(pool.map(fetch, wanted))
+    for (group, version), resource_list in zip(wanted, lists):
+        if resource_list is None:
+            continue
         preferred = (group.get('preferredVersion') or {}).get('version')
-        for version in group.get('versions') or []:
-            group_version = version['groupVersion']
-            path = '/api/%s' % group_version if group['name'] == '' else '/apis/%s' % group_version
-            try:
-                resource_list = cluster.get(path)
-            except ApiError as exc:
-                if exc.status in (404, 503):  # an aggregated API that is down: skip, as kubectl does
-                    continue
-                raise
-            for res in resource_list.get('resources') or []:
-                name = res['name']
-                yield {
-                    'group': group['name'],
-                    'version': version['version'],
-                    'group_version': group_version,
-                    'resource': name.split('/')[0],
-                    'subresource': name.split('/', 1)[1] if '/' in name else False,
-                    'kind': res.get('kind'),
-                    'namespaced': bool(res.get('namespaced')),
-                    'verbs': res.get('verbs') or [],
-                    'short_names': res.get('shortNames') or [],
-                    'preferred': version['version'] == preferred,
-                }
+        for res in resource_list.get('resources') or []:
+            name = res['name']
+            yield {
+                'group': group['name'],
+                'version': version['version'],
+                'group_version': version['groupVersion'],
+                'resource': name.split('/')[0],
+                'subresource': name.split('/', 1)[1] if '/' in name else False,
+                'kind': res.get('kind'),
+                'namespaced': bool(res.get('namespaced')),
+                'verbs': res.get('verbs') or [],
+                'short_names': res.get('shortNames') or [],
+                'preferred': version['version'] == preferred,
+            }
 
 
 # -- building the client ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.ferry.kube.plugins.module_utils.discovery.graph import describe_key, key_of
+from ansible_collections.ferry.kube.plugins.module_utils.discovery.graph import Graph, describe_key, key_of
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ApiError, FerryError
 from ansible_collections.ferry.kube.plugins.module_utils.kube.objects import get_object, object_path, split_api_version
 from ansible_collections.ferry.kube.plugins.module_utils.restore.apply import MERGE_PATCH, Applier, for_diff
@@ -37,17 +37,28 @@ class Selection:
 
     def keys(self, capture):
         """The keys of the selected objects (None: every object)."""
-        if not self.apps:
-            return None
-        known = {app['name']: app for app in capture.get('apps') or []}
-        unknown = [name for name in self.apps if name not in known]
-        if unknown:
-            raise FerryError('apps %s are not in the restore point; it has: %s' % (', '.join(unknown), ', '.join(sorted(known)) or 'none'))
-        wanted = set()
-        for name in self.apps:
-            wanted.update(known[name]['objects'])
-            wanted.update(known[name]['cluster_objects'])
-        return wanted
+        if self.apps:
+            known = {app['name']: app for app in capture.get('apps') or []}
+            unknown = [name for name in self.apps if name not in known]
+            if unknown:
+                raise FerryError('apps %s are not in the restore point; it has: %s' % (', '.join(unknown), ', '.join(sorted(known)) or 'none'))
+            wanted = set()
+            for name in self.apps:
+                wanted.update(known[name]['objects'])
+                wanted.update(known[name]['cluster_objects'])
+            return wanted
+        if self.namespaces:
+            return self._brought_by_namespaces(capture)
+        return None
+
+    def _brought_by_namespaces(self, capture):
+        """The selected namespaces' objects and the cluster-scoped ones they depend on (not those of other namespaces)."""
+        objects = capture.get('objects') or []
+        plurals = {((o.get('spec') or {}).get('group'), ((o.get('spec') or {}).get('names') or {}).get('kind')):
+                   ((o.get('spec') or {}).get('names') or {}).get('plural') for o in objects if o.get('kind') == 'CustomResourceDefinition'}
+        graph = Graph(objects, plurals)
+        roots = [key for key in graph.nodes if key[2] in self.namespaces or (key[1] == 'Namespace' and key[3] in self.namespaces)]
+        return {describe_key(key) for key in graph.closure(roots) if not key[2] or key[2] in self.namespaces}
 
     def wants(self, obj, selected_keys):
         meta = obj.get('metadata') or {}
@@ -183,8 +194,9 @@ class Restore:
                 if conditions.get('Established') == 'True':
                     break
                 if time.monotonic() > deadline:
-                    self._record(crd, 'failed', 'CustomResourceDefinition %s not Established after %.0f s: its custom resources will fail'
-                                 % (name, CRD_TIMEOUT))
+                    for entry in self.results:
+                        if entry['kind'] == 'CustomResourceDefinition' and entry['name'] == name:
+                            entry.update(action='failed', reason='not Established after %.0f s: its custom resources will fail' % CRD_TIMEOUT)
                     break
                 time.sleep(0.25)
 
