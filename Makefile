@@ -6,7 +6,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 PYTEST_PATHS := $(wildcard tests/unit tests/functional sandbox/tests)
 
-.PHONY: setup demo test sanity pytest integration lint bench bench-transfer bench-pool bench-registry bench-discovery clean
+.PHONY: setup demo test sanity pytest integration lint bench bench-transfer bench-pool bench-registry bench-discovery bench-sync clean
 
 setup:
 	@scripts/setup.sh
@@ -29,7 +29,7 @@ integration: setup
 lint: setup
 	.venv/bin/ansible-lint --profile production roles playbooks
 
-bench: bench-transfer bench-pool bench-registry bench-discovery
+bench: bench-transfer bench-pool bench-registry bench-discovery bench-sync
 
 bench-pool: setup
 	bench/pool/run.sh
@@ -39,6 +39,9 @@ bench-registry: setup
 
 bench-discovery: setup
 	bench/discovery/run.sh
+
+bench-sync: setup
+	bench/sync/run.sh
 
 clean:
 	rm -rf .build tests/output

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,3 +56,27 @@ def fresh_copy(original, target):
 
 def tree_bytes(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _s, fs in os.walk(path) for f in fs)
+
+
+def sandbox_env():
+    """The environment to run the sandbox CLI with (``ferry_sandbox`` on the path)."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.path.join(ROOT, 'sandbox'), os.environ.get('PYTHONPATH', '')) if p))
+
+
+def sandbox_up(state, clusters):
+    """Sandbox clusters in a process of their own (their API servers must not share the GIL of what is measured),
+    stopped by ``sandbox_down``; returns {name: kubeconfig path}."""
+    argv = [sys.executable, '-m', 'ferry_sandbox', 'up', '--state-dir', state, '--detach']
+    for spec in clusters:
+        argv += ['--cluster', spec]
+    subprocess.run(argv, check=True, env=sandbox_env(), stdout=subprocess.DEVNULL)
+    return {spec.split(':')[0]: os.path.join(state, spec.split(':')[0], 'kubeconfig') for spec in clusters}
+
+
+def sandbox_down(state):
+    subprocess.run([sys.executable, '-m', 'ferry_sandbox', 'down', '--state-dir', state], check=False, env=sandbox_env(), stdout=subprocess.DEVNULL)
+
+
+def spread(values, fmt='%.2f'):
+    """'min / median / max' of ``values``."""
+    return ('%s / %s / %s' % (fmt, fmt, fmt)) % (min(values), statistics.median(values), max(values))

@@ -59,6 +59,14 @@ options:
     type: list
     elements: str
     default: []
+  state:
+    description:
+      - V(present) restores. V(absent) removes what a restore of the same capture made, by deleting its namespaces
+        (after O(namespace_mapping)) and waiting until they are gone, for example to tear a drill down.
+        Cluster-scoped objects (CRDs, StorageClasses, ClusterRoles) are left, as other copies may use them.
+    type: str
+    choices: [present, absent]
+    default: present
   workers:
     description: Objects of one tier applied at the same time.
     type: int
@@ -144,19 +152,28 @@ point:
   description: The restore point read, when O(pool) is given.
   returned: when O(pool) is given
   type: dict
+removed_namespaces:
+  description: With O(state=absent), the namespaces deleted.
+  returned: when O(state=absent)
+  type: list
+  elements: str
 seconds:
   description: How long applying took.
   returned: always
   type: float
 '''
 
+import time
+
 from ansible_collections.ferry.kube.plugins.module_utils.discovery.capture import METADATA_NAME, load_document
 from ansible_collections.ferry.kube.plugins.module_utils.kube.connection import cluster_option
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError
+from ansible_collections.ferry.kube.plugins.module_utils.kube.objects import delete_object, get_object
 from ansible_collections.ferry.kube.plugins.module_utils.module import FerryModule
 from ansible_collections.ferry.kube.plugins.module_utils.pool import options as pool_options
 from ansible_collections.ferry.kube.plugins.module_utils.restore import options as restore_options
 from ansible_collections.ferry.kube.plugins.module_utils.restore.engine import Restore, Selection
+
 
 def load_capture(module):
     params = module.params
@@ -191,6 +208,8 @@ def load_capture(module):
 def run(module):
     params = module.params
     capture, point = load_capture(module)
+    if params['state'] == 'absent':
+        return remove(module, capture)
     transforms = restore_options.transforms_of(params)
     selection = Selection(params['namespaces'], params['apps'], params['include_kinds'], params['exclude_kinds'])
     cluster = module.connect()
@@ -207,6 +226,25 @@ def run(module):
     return result
 
 
+def remove(module, capture):
+    """Delete the namespaces a restore of ``capture`` made (mapped), and wait until they are gone."""
+    params = module.params
+    transforms = restore_options.transforms_of(params)
+    wanted = set(params['namespaces'])
+    names = sorted({transforms.target_namespace(o['metadata']['name']) for o in capture['objects']
+                    if o['kind'] == 'Namespace' and (not wanted or o['metadata']['name'] in wanted)})
+    cluster = module.connect()
+    removed = [name for name in names if get_object(cluster, 'v1', 'Namespace', name) is not None]
+    for name in removed:
+        delete_object(cluster, {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': name}}, dry_run=module.check_mode)
+    deadline = time.monotonic() + params['validate_timeout']
+    while not module.check_mode and any(get_object(cluster, 'v1', 'Namespace', name) is not None for name in removed):
+        if time.monotonic() > deadline:
+            raise FerryError('namespaces %s are still terminating after %d s (finalizers of their objects?)' % (', '.join(removed), params['validate_timeout']))
+        time.sleep(0.5)
+    return {'changed': bool(removed), 'removed_namespaces': removed}
+
+
 def main():
     spec = dict(
         cluster=cluster_option(),
@@ -219,6 +257,7 @@ def main():
         include_kinds=dict(type='list', elements='str', default=[]),
         exclude_kinds=dict(type='list', elements='str', default=[]),
         workers=dict(type='int', default=8),
+        state=dict(type='str', choices=['present', 'absent'], default='present'),
     )
     spec.update(restore_options.argument_spec())
     module = FerryModule(argument_spec=spec, required_one_of=[['pool', 'src']], mutually_exclusive=[['pool', 'src']])

@@ -38,6 +38,7 @@ DEFAULTS = {'chunk_min': 128 * 1024, 'chunk_avg': 512 * 1024, 'chunk_max': 2 * 1
             'compression': 'zstd', 'compression_level': 1, 'pack_size': 16 * 1024 * 1024, 'cipher': 'aes-256-gcm'}
 INDEX_MAGIC = b'FIX1'
 POINT_MAGIC = b'FPT1'
+STATE_MAGIC = b'FST1'
 LOCK_STALE_SECONDS = 30 * 60
 LOCK_REFRESH_SECONDS = 5 * 60
 
@@ -296,6 +297,24 @@ class Pool:
 
     def delete_point(self, point_id):
         self.backend.delete('points/%s' % point_id)
+
+    # -- state that outlives a run (DR policies: syncs, failover) -----------------------------------
+
+    def read_state(self, name):
+        """A small mutable document kept in the pool, or None; sealed like the points."""
+        key = 'state/%s' % name
+        try:
+            data = self.backend.read(key)
+        except NotFound:
+            return None
+        try:
+            return fmt.open_document(self.keys, STATE_MAGIC, data, key.encode())
+        except fmt.FormatError as exc:
+            raise PoolError('state %s %s' % (name, exc)) from None
+
+    def write_state(self, name, document):
+        key = 'state/%s' % name
+        self.backend.replace(key, fmt.seal_document(self.keys, STATE_MAGIC, document, key.encode()))
 
     # -- locks -------------------------------------------------------------------------------------
 

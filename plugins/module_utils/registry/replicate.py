@@ -160,6 +160,8 @@ class Replicator:
         self._known = {}  # digest -> a target repository that has it (for mounts)
         self._needed = {}  # digest -> [(job, descriptor)] for blobs no target repository has yet
         self._present_manifests = {}  # (target repository, digest) -> Manifest read from the target
+        self._manifest_locks = {}  # digest -> the lock its writes take turns on
+        self._pushed = set()  # (target repository, digest) of manifests written by this run
         self._unread = {}  # (target repository, digest) -> job: present images counted from the record, manifests not read
         self.record_trusted = True  # False once the spot check found the target disagreeing with the record
 
@@ -470,8 +472,18 @@ class Replicator:
 
     # -- manifests ------------------------------------------------------------------------------------
     def _push(self, job):
+        """The job's manifests, children first. A manifest is written by one request at a time, whatever its repository and tag
+        (registries keep one copy per digest, and docker-registry's filesystem storage breaks on concurrent writes of one
+        manifest: DIGEST_INVALID); a child another image of this run wrote to the repository is not written again."""
         for manifest, reference in job.manifests:
-            self.target.manifest_put(job.target_repository, reference, manifest)
+            with self._lock:
+                lock = self._manifest_locks.setdefault(manifest.digest, threading.Lock())
+            with lock:
+                if reference == manifest.digest and (job.target_repository, manifest.digest) in self._pushed:
+                    continue
+                self.target.manifest_put(job.target_repository, reference, manifest)
+                with self._lock:
+                    self._pushed.add((job.target_repository, manifest.digest))
             job.count(manifests_copied=1)
         if job.manifests and job.result['status'] == 'planned':
             job.result['status'] = 'copied'

@@ -232,7 +232,8 @@ class Transforms:
             spec = obj.setdefault('spec', {})
             self._remember(obj, ORIGINAL_REPLICAS, str(spec.get('replicas', 1)))
             spec['replicas'] = self.replicas
-        elif kind == 'CronJob' and self.suspend_cron_jobs:
+        elif kind in ('CronJob', 'Job') and self.suspend_cron_jobs:
+            # a standby copy must not run the app's batch work (a restored Job would run again at once)
             spec = obj.setdefault('spec', {})
             self._remember(obj, ORIGINAL_SUSPEND, 'true' if spec.get('suspend') else 'false')
             spec['suspend'] = True

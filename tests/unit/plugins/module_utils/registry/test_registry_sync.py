@@ -253,3 +253,17 @@ def test_missing_manifest_at_target_is_not_found(registries):
     with pytest.raises(NotFoundError, match='has no image .*/nothing-here:1'):
         target.manifest_get('nothing-here', '1')
     assert client_module.STREAM_CHUNK >= 64 * 1024
+
+
+def test_tags_of_one_index_in_one_run(registries, prefix):
+    """Several tags of an index copied at once: each manifest is written once at a time (docker-registry's storage breaks
+    on concurrent writes of one manifest), children once per repository, every tag before the run ends."""
+    from registry_server import push  # pylint: disable=import-outside-toplevel
+    tags = ['r%d' % number for number in range(6)]
+    for tag in tags:
+        push(registries.layout, 'multi-1', '%s/%s-src/multi:%s' % (registries.source.name, prefix, tag), registries.certs, registries.creds)
+    result = sync(params(registries, prefix, repositories=[{'name': prefix + '-src/multi', 'all_tags': True}], concurrency=4))
+    assert sorted(image['status'] for image in result['images']) == ['copied'] * len(tags)
+    assert result['manifests_copied'] == 2 + len(tags)
+    for tag in tags:
+        assert target_digest(registries, '%s/%s-src/multi' % (prefix, prefix), ':' + tag) == registries.images['multi']['digest']
