@@ -18,8 +18,8 @@ WRITE = ['create', 'update', 'patch', 'delete']
 
 # (apiGroups, resources, verbs, why)
 RULES = [
-    ([''], ['namespaces'], READ + ['create'],
-     'discover namespaces of an app; restore creates missing target namespaces'),
+    ([''], ['namespaces'], READ + ['create', 'delete'],
+     'discover namespaces of an app; restore creates missing target namespaces; a drill removes its own namespace'),
     (['*'], ['*'], READ,
      'discovery captures every resource type an app uses, custom resources included'),
     ([''], ['configmaps', 'secrets', 'serviceaccounts', 'services', 'persistentvolumeclaims', 'resourcequotas', 'limitranges'], WRITE,
