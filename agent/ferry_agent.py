@@ -51,6 +51,7 @@ def cmd_sink(args):
     emit({'event': 'listening', 'address': '%s:%d' % listener.getsockname()[:2]})
     while True:
         conn, peer = listener.accept()
+        wire.keep_alive(conn)
         try:
             tls = context.wrap_socket(conn, server_side=True)
             wire.require_role(tls, {'source', 'control'})
@@ -82,6 +83,7 @@ def cmd_stage(args):
     emit({'event': 'listening', 'address': '%s:%d' % listener.getsockname()[:2]})
     while True:
         conn, peer = listener.accept()
+        wire.keep_alive(conn)
         try:
             tls = context.wrap_socket(conn, server_side=True)
             wire.require_role(tls, {'control'})

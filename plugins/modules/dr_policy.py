@@ -38,8 +38,8 @@ options:
     type: str
   exclude_windows:
     description:
-      - Weekly windows without syncs, each C({days, start, end, timezone, name}), for example
-        C({days: mon-fri, start: "08:00", end: "18:00", timezone: Europe/Berlin}).
+      - 'Weekly windows without syncs, each C({days, start, end, timezone, name}), for example
+        C({days: mon-fri, start: "08:00", end: "18:00", timezone: Europe/Berlin}).'
     type: list
     elements: dict
     default: []

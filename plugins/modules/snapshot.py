@@ -165,7 +165,8 @@ def run(module):
         if not module.check_mode:
             removed, hook_results = snapper.release([params['namespace']])
             if params['sweep']:
-                removed += group.sweep(cluster, [params['namespace']], keep_sync_ids=set(params['keep_sync_ids']) - {params['sync_id']})
+                removed += group.sweep(cluster, [params['namespace']], keep_sync_ids=set(params['keep_sync_ids']) - {params['sync_id']},
+                                       providers_for=lambda sync_id: providers(cluster, sync_id, params.get('aws')))
         changed = bool(removed) or (module.check_mode and record is not None)
         return {'changed': changed, 'volumes': [], 'hooks': hook_results, 'removed': removed, 'duration': round(time.monotonic() - started, 3)}
 

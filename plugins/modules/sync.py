@@ -226,6 +226,8 @@ class SyncRun:
         self.result = {'changed': False, 'sync_id': self.sync_id, 'volumes': [], 'stages': self.stages, 'swept': []}
         self.source = self.target = None
         self.backend = self.passphrase = None
+        self.capture_doc = None
+        self._progress_failed = False
 
     # -- helpers ---------------------------------------------------------------------------------
     def timed(self, name, work, *args):
@@ -237,13 +239,17 @@ class SyncRun:
 
     def report_progress(self, state):
         path = self.params['progress_file']
-        if not path:
+        if not path or self._progress_failed:
             return
-        directory = os.path.dirname(os.path.abspath(path))
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix='.ferry-progress-')
-        with os.fdopen(handle, 'w') as out:
-            json.dump(dict(state, sync_id=self.sync_id), out)
-        os.replace(temporary, path)
+        try:
+            directory = os.path.dirname(os.path.abspath(path))
+            handle, temporary = tempfile.mkstemp(dir=directory, prefix='.ferry-progress-')
+            with os.fdopen(handle, 'w') as out:
+                json.dump(dict(state, sync_id=self.sync_id), out)
+            os.replace(temporary, path)
+        except OSError as exc:  # progress is a convenience: it must not fail the sync
+            self._progress_failed = True
+            self.module.ansible.warn('progress_file %s cannot be written (%s); the sync goes on without it' % (path, exc.strerror))
 
     @property
     def target_namespace(self):
@@ -272,7 +278,8 @@ class SyncRun:
         keep = set(self.params['keep_sync_ids']) | {self.sync_id}
         for cluster, namespace in ((self.source, self.params['namespace']), (self.target, self.target_namespace)):
             if cluster is not None and _namespace_exists(cluster, namespace):
-                self.result['swept'] += agents.sweep(cluster, [namespace], keep) + group.sweep(cluster, [namespace], keep)
+                providers_for = self._providers_for(cluster)
+                self.result['swept'] += agents.sweep(cluster, [namespace], keep) + group.sweep(cluster, [namespace], keep, providers_for)
 
     # -- the modes -------------------------------------------------------------------------------
     def run(self):
@@ -320,6 +327,11 @@ class SyncRun:
         try:
             pool = Pool.open(self.backend, self.passphrase)
             try:
+                if self.params['group'] is None:
+                    groups = sorted({p.get('group') for p in pool.points()})
+                    if len(groups) > 1:
+                        raise FerryError('the pool holds restore points of several groups (%s): give group, e.g. the "group" a backup returned'
+                                         % ', '.join(str(g) for g in groups))
                 record = pool.resolve_point(self.params['point'], self.params['group'])
                 capture = load_document(read_metadata(pool, record, METADATA_NAME))
             finally:
@@ -338,6 +350,7 @@ class SyncRun:
 
     def restore_claims(self, capture):
         """The namespace and the claims first: the sink agents mount them."""
+        self.capture_doc = capture
         wanted = set(self.params['pvcs'] or [])
         claims = [o for o in capture['objects'] if o['kind'] == 'PersistentVolumeClaim' and (not wanted or o['metadata']['name'] in wanted)]
         names = {'PersistentVolumeClaim ' + o['metadata']['name'] for o in claims}
@@ -348,9 +361,8 @@ class SyncRun:
 
     def restore_volumes(self):
         claims = {name: target for name, target in self.claims.items() if name in getattr(self, '_point_volumes', self.claims)}
-        pods = self.target.get('/api/v1/namespaces/%s/pods' % self.target_namespace).get('items') or []
         outcome = StageTwo(self.target, self.target_namespace, self.sync_id, self.params['agent_image'], self.backend, self.passphrase,
-                           self.params['point'], claims, run_as=app_user(pods), exposure=self.params['exposure'],
+                           self.params['point'], claims, run_as=app_user(_pod_specs(self.capture_doc)), exposure=self.params['exposure'],
                            on_progress=self.report_progress).run()
         self.result['restored_volumes'] = outcome['volumes']
         self.result['bytes_on_wire'] = self.result.get('bytes_on_wire', 0) + outcome['bytes_on_wire']
@@ -383,8 +395,23 @@ class SyncRun:
         self.result['changed'] = True
         return self.result
 
+    def _providers_for(self, cluster):
+        """The snapshot providers of another sync, to release what it left (its cloud snapshots too)."""
+        return lambda sync_id: providers(cluster, sync_id, self.params.get('aws'))
+
     def _mechanism(self):
         return None if self.params['mechanism'] == 'auto' else self.params['mechanism']
+
+
+def _pod_specs(capture):
+    """The app's pods and pod templates in a capture: the sink writes files as the user the app runs as."""
+    from ansible_collections.ferry.kube.plugins.module_utils.discovery.graph import pod_spec  # pylint: disable=import-outside-toplevel
+    specs = []
+    for obj in (capture or {}).get('objects') or []:
+        spec = pod_spec(obj)
+        if spec is not None:
+            specs.append({'metadata': obj.get('metadata') or {}, 'spec': spec})
+    return specs
 
 
 def _namespace_exists(cluster, namespace):

@@ -367,7 +367,6 @@ class Source:
         state = self._reply(STATE)
         remote = state['files']
         known = set(state['chunks'])
-        done = set(state['done'])
         paths = []
         entries = {}
         for entry in tree.scan(self.root):
@@ -378,7 +377,9 @@ class Source:
                 continue
             self.progress.files += 1
             previous = remote.get(entry['path'])
-            if entry['path'] in done or (previous and previous == [entry['size'], entry['mtime_ns']]):
+            # a file the journal lists as done is in ``remote`` with the size and mtime it was written
+            # with: compared like any other, so a file changed since an interrupted run is sent again
+            if previous and previous == [entry['size'], entry['mtime_ns']]:
                 self.channel.send(ENTRY, {'entry': entry, 'unchanged': True})
                 self.progress.bytes_scanned += entry['size']
             else:

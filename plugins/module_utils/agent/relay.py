@@ -209,7 +209,7 @@ def run_job(channel, progress_interval=2.0):
                 raise ProtocolError('unexpected frame %d from the control node' % kind)
             backend.deliver(header, payload)
     except EOFError:
-        pass
+        backend.fail_all('the control node closed the connection')  # requests still in flight must not wait forever
     except (OSError, ProtocolError) as exc:
         backend.fail_all('lost the control node: %s' % exc)
         worker.join()

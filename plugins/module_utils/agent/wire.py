@@ -120,10 +120,21 @@ class Channel:
         return bytes(buffer)
 
 
+def keep_alive(sock, idle=60, interval=15, count=4):
+    """Probe an idle connection, so a peer that vanished (a cut link, a killed node) is noticed in
+    minutes instead of never: transfers block in reads without a timeout (a timeout on a TLS socket
+    shared by a reading and a writing thread breaks it)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (('TCP_KEEPIDLE', idle), ('TCP_KEEPINTVL', interval), ('TCP_KEEPCNT', count)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 def connect(address, context, timeout=30.0):
     host, port = address
     raw = socket.create_connection((host, port), timeout=timeout)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    keep_alive(raw)
     try:
         return context.wrap_socket(raw, server_side=False)
     except Exception:

@@ -127,6 +127,7 @@ class AppSnapshot:
         post = [h for h in (hooks.hooks_of(p, 'post') for p in hook_pods) if h]
         refs, results, hook_results = [], [], []
         live = any(p['mechanism'] == 'live-read' for p in plans)
+        post_ran = False
         try:
             hook_results += hooks.run_hooks(self.cluster, pre)
             try:
@@ -139,6 +140,7 @@ class AppSnapshot:
                     self.providers[ref['mechanism']].wait_cut(ref, timeout)
             finally:
                 if not live:  # with a live read, the app stays quiesced until the data is read (release())
+                    post_ran = True
                     hook_results += hooks.run_hooks(self.cluster, post)
             for plan, ref in zip(plans, refs):
                 provider = self.providers[ref['mechanism']]
@@ -153,8 +155,11 @@ class AppSnapshot:
             self.cleanup_refs(refs)
             for namespace in {r['namespace'] for r in refs}:
                 delete_record(self.cluster, namespace, self.sync_id)
-            if live:
-                hooks.run_hooks(self.cluster, post)
+            if live or not post_ran:  # a pre-hook failed, or the data will not be read: no pod stays quiesced
+                try:
+                    hooks.run_hooks(self.cluster, post)
+                except FerryError:
+                    pass  # the first error is the one to report
             raise
         return {'volumes': results, 'hooks': hook_results, 'duration': round(time.monotonic() - started, 3)}
 
@@ -192,12 +197,22 @@ def _consistency(mechanism, pre_hooks):
     return 'application-consistent' if pre_hooks else 'crash-consistent'
 
 
-def sweep(cluster, namespaces, keep_sync_ids=()):
-    """Remove temporary objects and records of syncs that are not running (crashed or interrupted)."""
-    removed = csi.sweep(cluster, namespaces, keep_sync_ids)
+def sweep(cluster, namespaces, keep_sync_ids=(), providers_for=None):
+    """Remove temporary objects and records of syncs that are not running (crashed or interrupted).
+
+    With ``providers_for(sync_id)`` (the snapshot providers of that sync), what a leftover record lists
+    is released too: deferred post-hooks run, cloud snapshots and volumes are deleted.
+    """
+    removed = []
     selector = '%s=true,app.kubernetes.io/managed-by=ferry' % TEMP_LABEL
     for namespace in namespaces:
         for config in cluster.get('/api/v1/namespaces/%s/configmaps' % namespace, labelSelector=selector).get('items') or []:
-            if (config['metadata'].get('labels') or {}).get(SYNC_LABEL) not in keep_sync_ids:
+            sync_id = (config['metadata'].get('labels') or {}).get(SYNC_LABEL)
+            if sync_id in keep_sync_ids:
+                continue
+            if providers_for is not None and sync_id:
+                released, _hooks = AppSnapshot(cluster, sync_id, providers_for(sync_id)).release([namespace])
+                removed += released + ['configmap %s/%s' % (namespace, config['metadata']['name'])]
+            else:
                 removed += csi.delete_path(cluster, '/api/v1/namespaces/%s/configmaps/%s' % (namespace, config['metadata']['name']))
-    return removed
+    return removed + csi.sweep(cluster, namespaces, keep_sync_ids)

@@ -97,16 +97,21 @@ def pods_using(pods, volumes):
 
 
 def run_hooks(cluster, hooks):
-    """Exec each hook; returns results. A failing hook with on-error Fail raises after all were tried."""
-    results = []
+    """Exec each hook; returns results. Every hook is tried (a post-hook that is skipped leaves its pod
+    quiesced); then a failed hook with on-error Fail raises, naming the first that failed."""
+    results, failures = [], []
     for hook in hooks:
-        exit_code, output = exec_in_pod(cluster, hook.namespace, hook.pod, hook.container, hook.command, hook.timeout)
+        try:
+            exit_code, output = exec_in_pod(cluster, hook.namespace, hook.pod, hook.container, hook.command, hook.timeout)
+        except FerryError as exc:
+            exit_code, output = -1, exc.message
         result = dict(hook.describe(), exit_code=exit_code, output=output[-2000:])
         results.append(result)
         if exit_code != 0 and hook.on_error == 'Fail':
-            raise FerryError('%s-hook in pod %s/%s (container %s) failed with exit code %s: %s'
-                             % (hook.phase, hook.namespace, hook.pod, hook.container, exit_code, output.strip()[-500:] or 'no output'),
-                             hook_results=results)
+            failures.append('%s-hook in pod %s/%s (container %s) failed with exit code %s: %s'
+                            % (hook.phase, hook.namespace, hook.pod, hook.container, exit_code, output.strip()[-500:] or 'no output'))
+    if failures:
+        raise FerryError(failures[0] + (' (and %d more hooks failed)' % (len(failures) - 1) if len(failures) > 1 else ''), hook_results=results)
     return results
 
 

@@ -23,6 +23,7 @@ ROLE_LABEL = 'ferry.dev/agent-role'
 TLS_DIR = '/etc/ferry/tls'
 DATA_DIR = '/data'
 NON_ROOT_USER = 65532
+MAX_RESTARTS = 5
 DEFAULT_RESOURCES = {'requests': {'cpu': '250m', 'memory': '256Mi'}, 'limits': {'cpu': '2', 'memory': '2Gi'}}
 
 
@@ -82,6 +83,11 @@ class Agent:
                 error = last_event(log, 'error') or {}
                 reason = error.get('reason') or _waiting_reason(status)
                 raise FerryError('agent %s/%s %s: %s' % (self.spec.namespace, self.name, status['phase'].lower(), reason))
+            restarts = max([c.get('restartCount') or 0 for c in status.get('containerStatuses') or []] or [0])
+            if restarts >= MAX_RESTARTS:  # a cut connection resumes; an error that stays (firewall, full volume) does not go away
+                error = last_event(self.logs(tail=200), 'error') or {}
+                reason = error.get('reason') or _waiting_reason(status)
+                raise FerryError('agent %s/%s failed %d times: %s' % (self.spec.namespace, self.name, restarts, reason))
             if time.monotonic() > deadline:
                 raise FerryError('agent %s/%s did not finish in %d s%s' % (self.spec.namespace, self.name, timeout, _tail(self.logs())))
             time.sleep(0.25)
@@ -133,14 +139,14 @@ class Agent:
 
     def _pod(self):
         mounts = [{'name': 'tls', 'mountPath': TLS_DIR, 'readOnly': True}, {'name': 'tmp', 'mountPath': '/tmp'}]
-        volumes = [{'name': 'tls', 'secret': {'secretName': self.name, 'defaultMode': 0o400}}, {'name': 'tmp', 'emptyDir': {}}]
+        # group-readable through fsGroup: kubelet makes Secret files root-owned, which a non-root agent could not read
+        volumes = [{'name': 'tls', 'secret': {'secretName': self.name, 'defaultMode': 0o440}}, {'name': 'tmp', 'emptyDir': {}}]
         for index, (volume, claim) in enumerate(sorted(self.spec.claims.items())):
             mounts.append({'name': 'data-%d' % index, 'mountPath': '%s/%s' % (DATA_DIR, volume), 'readOnly': self.spec.read_only})
             volumes.append({'name': 'data-%d' % index, 'persistentVolumeClaim': {'claimName': claim, 'readOnly': self.spec.read_only}})
         user, group, fs_group = self.spec.run_as or (NON_ROOT_USER, NON_ROOT_USER, None)
-        pod_security = {'runAsNonRoot': user != 0, 'runAsUser': user, 'runAsGroup': group, 'seccompProfile': {'type': 'RuntimeDefault'}}
-        if fs_group is not None:
-            pod_security['fsGroup'] = fs_group
+        pod_security = {'runAsNonRoot': user != 0, 'runAsUser': user, 'runAsGroup': group, 'seccompProfile': {'type': 'RuntimeDefault'},
+                        'fsGroup': fs_group if fs_group is not None else group, 'fsGroupChangePolicy': 'OnRootMismatch'}
         listen = ['--listen', '$(POD_IP):%d' % AGENT_PORT] if self.spec.listens else []
         container = {
             'name': 'agent', 'image': self.spec.image, 'args': self.spec.args + listen + ['--tls', TLS_DIR],
@@ -210,17 +216,23 @@ def _tail(text, lines=5):
 
 
 def app_user(pods):
-    """(user, group, fs group) the app's pods run as, when they declare one; else None."""
+    """(user, group, fs group) the app's pods run as, when they declare one; else None.
+
+    ``pods`` are pods or pod templates (``{'spec': ...}``); Ferry's own agents are skipped. The user
+    is the one the first container (the app, by convention; sidecars come after it) runs as: its own
+    runAsUser, else the pod's.
+    """
     for pod in pods:
+        if ((pod.get('metadata') or {}).get('labels') or {}).get(ROLE_LABEL):
+            continue
         spec = pod.get('spec') or {}
         security = spec.get('securityContext') or {}
-        user = security.get('runAsUser')
-        for container in spec.get('containers') or []:
-            user = (container.get('securityContext') or {}).get('runAsUser', user)
+        first = (spec.get('containers') or [{}])[0]
+        container_security = first.get('securityContext') or {}
+        user = container_security.get('runAsUser', security.get('runAsUser'))
         if user is not None:
-            return user, security.get('runAsGroup', user), security.get('fsGroup')
+            return user, container_security.get('runAsGroup', security.get('runAsGroup', user)), security.get('fsGroup')
     return None
-
 
 def last_event(log_text, event):
     """The last JSON line of an agent log with this ``event``."""
@@ -233,6 +245,13 @@ def last_event(log_text, event):
         if isinstance(record, dict) and record.get('event') == event:
             found = record
     return found
+
+
+def require_filesystems(volumes):
+    """Agents read and write files: a raw block claim would leave the agent pod unable to start."""
+    block = [v.name for v in volumes if v.volume_mode == 'Block']
+    if block:
+        raise FerryError('claims %s are raw block volumes, which agents cannot sync yet: leave them out with pvcs' % ', '.join(block))
 
 
 def sweep(cluster, namespaces, keep_sync_ids=()):

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import group
-from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import DATA_DIR, Agent, AgentSpec, app_user
+from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import DATA_DIR, Agent, AgentSpec, app_user, require_filesystems
 
 STATE_DIR = '.ferry-state'
 
@@ -45,6 +45,7 @@ class Passthrough:
     def run(self):
         started = time.monotonic()
         volumes = group.load_volumes(self.source, self.namespace, self.pvcs)
+        require_filesystems(volumes)
         missing = [v.name for v in volumes if v.name not in self.claims]
         if missing:
             raise FerryError('no target claim for %s: create them on the target first (the sync module does)' % ', '.join(missing))
@@ -85,6 +86,5 @@ class Passthrough:
         seconds = time.monotonic() - started
         return {'pvc': name, 'target_pvc': self.claims[name], 'mechanism': snap['mechanism'], 'reason': snap['reason'],
                 'consistency': snap.get('consistency'), 'bytes_scanned': result.get('bytes_scanned', 0), 'bytes_sent': result.get('bytes_sent', 0),
-                'files': result.get('files', 0), 'files_changed': result.get('files_sent', result.get('files_changed', 0)),
-                'seconds': round(seconds, 3), 'throughput_bytes_per_second': int(result.get('bytes_scanned', 0) / seconds) if seconds > 0 else None,
-                'verified': bool(result.get('verified', True))}
+                'files': result.get('files', 0), 'files_changed': result.get('files_written', 0),
+                'seconds': round(seconds, 3), 'throughput_bytes_per_second': int(result.get('bytes_scanned', 0) / seconds) if seconds > 0 else None}

@@ -22,7 +22,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.agent import relay, wir
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import group
-from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import DATA_DIR, Agent, AgentSpec, app_user
+from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import DATA_DIR, Agent, AgentSpec, app_user, require_filesystems
 
 CONNECT_TIMEOUT = 60.0
 
@@ -111,6 +111,7 @@ class StageOne:
     def run(self):
         started = time.monotonic()
         volumes = group.load_volumes(self.cluster, self.namespace, self.pvcs)
+        require_filesystems(volumes)
         snapper = group.AppSnapshot(self.cluster, self.sync_id, self.providers)
         plans = snapper.plan(volumes, self.mechanism)
         pods = self.cluster.get('/api/v1/namespaces/%s/pods' % self.namespace).get('items') or []

@@ -3,7 +3,11 @@
 import pytest
 
 from ansible_collections.ferry.kube.plugins.module_utils.kube import connection
-from ferry_sandbox.pytest_plugin import sandbox_cluster, sandbox_pair  # noqa: F401  pylint: disable=unused-import
+from ferry_sandbox import pytest_plugin
+
+# the sandbox fixtures, offered to the tests below this directory (assigned, not imported: nothing looks unused)
+sandbox_cluster = pytest_plugin.sandbox_cluster
+sandbox_pair = pytest_plugin.sandbox_pair
 
 
 @pytest.fixture
