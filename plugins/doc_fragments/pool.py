@@ -28,7 +28,9 @@ options:
           - Never shown in results or logs.
         type: str
       passphrase_secret:
-        description: A Kubernetes Secret holding the passphrase, read through the module's cluster connection (for M(ferry.kube.sync), the target's, else the source's).
+        description:
+          - A Kubernetes Secret holding the passphrase, read through the module's cluster connection
+            (for M(ferry.kube.sync), the target's, else the source's).
         type: dict
         suboptions:
           namespace:

@@ -234,6 +234,7 @@ def app_user(pods):
             return user, container_security.get('runAsGroup', security.get('runAsGroup', user)), security.get('fsGroup')
     return None
 
+
 def last_event(log_text, event):
     """The last JSON line of an agent log with this ``event``."""
     found = None
