@@ -41,7 +41,7 @@ def last_success(state):
 def gate(state, policy, now, force=False):
     """Whether a forward sync runs now: not after a failover (until failback), not in an exclude window, when due."""
     decision = policy_rules.gate(policy, now, last_success(state), force)
-    if state['site'] == 'dr' and not force:
+    if state['site'] == 'dr':  # not even forced: a forward sync would overwrite the live DR copy with the old source
         event = next((e for e in reversed(state['events']) if e['kind'] == 'failover'), {})
         decision.update(run=False, reason='failed over to the DR site at %s: forward syncs stop until failback' % event.get('time', '?'))
     return decision

@@ -98,7 +98,9 @@ def plan(cluster, namespace, state):
             if kind in ('CronJob', 'Job'):
                 before = bool(spec.get('suspend'))
                 if state == 'active':
-                    after = annotations.get(ORIGINAL_SUSPEND, 'false') == 'true'
+                    if ORIGINAL_SUSPEND not in annotations:
+                        continue  # not suspended by a standby restore: leave it as it is
+                    after = annotations[ORIGINAL_SUSPEND] == 'true'
                     patch = {'spec': {'suspend': after}}
                 else:
                     after = True

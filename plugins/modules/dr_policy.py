@@ -44,7 +44,7 @@ options:
     elements: dict
     default: []
   force:
-    description: With V(gate), run even inside an exclude window, before due, or after a failover.
+    description: With V(gate), run even inside an exclude window or before due (never after a failover, until failback).
     type: bool
     default: false
   outcome:

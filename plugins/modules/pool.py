@@ -88,6 +88,12 @@ options:
       within:
         description: Keep every point within this duration before the newest one (C(36h), C(7d), C(2w), C(6m), C(1y6m)).
         type: str
+  retention_groups:
+    description:
+      - Apply O(retention) only to the restore points of these groups (a pool shared by several policies). Default is every group,
+        each on its own.
+    type: list
+    elements: str
   prune:
     description: Delete data no restore point uses and repack packs that are mostly garbage. Waits for no one; fails if a backup holds the pool.
     type: bool
@@ -218,7 +224,7 @@ def _run(module):
 
     if params['retention']:
         before = pool.point_ids()
-        report = forget(pool, params['retention'], dry_run=module.check_mode)
+        report = forget(pool, params['retention'], dry_run=module.check_mode, groups=params['retention_groups'] or None)
         result['retention'] = report
         if report['removed']:
             result['changed'] = True
@@ -284,6 +290,7 @@ def main():
             last=dict(type='int'), hourly=dict(type='int'), daily=dict(type='int'), weekly=dict(type='int'),
             monthly=dict(type='int'), yearly=dict(type='int'), within=dict(type='str'),
         )),
+        retention_groups=dict(type='list', elements='str'),
         prune=dict(type='bool', default=False),
         check=dict(type='str', choices=['none', 'structure', 'read_data'], default='none'),
     ), requires_kubernetes=False)

@@ -24,10 +24,11 @@ REPACK_DEAD_FRACTION = 0.2
 FRAGMENT_ENTRIES = 100000
 
 
-def forget(pool, policy, dry_run=False):
-    """Apply a retention policy: delete the manifests of points no rule keeps."""
+def forget(pool, policy, dry_run=False, groups=None):
+    """Apply a retention policy: delete the manifests of points no rule keeps (only in ``groups`` when given)."""
     with pool.lock('forget'):
-        decisions = retention.apply(pool.points(), policy)
+        points = [p for p in pool.points() if groups is None or (p.get('group') or 'default') in groups]
+        decisions = retention.apply(points, policy)
         removed = [point['id'] for point, keep, _reasons in decisions if not keep]
         if not dry_run:
             for point_id in removed:
