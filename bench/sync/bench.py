@@ -203,8 +203,8 @@ def settle(state, clusters, namespaces):
                         return False
                 except Exception:  # pylint: disable=broad-except
                     continue
-        claims = [c for c in clusters['source'].get('/api/v1/persistentvolumeclaims').get('items') or []]
-        return len(os.listdir(os.path.join(state, 'source', 'volumes'))) == len(claims)
+        claims = clusters['source'].get('/api/v1/persistentvolumeclaims').get('items') or []
+        return set(os.listdir(os.path.join(state, 'source', 'volumes'))) <= {c['spec'].get('volumeName') for c in claims}
     wait('the sandbox to remove the last sync\'s temporary objects', quiet)
 
 
@@ -303,7 +303,8 @@ class Bench:
         for name, ferry, peer in steps:
             if name == 'mutate':
                 mutate(self.source_dir, self.args.scale)
-                runs['sandbox copy'] = self.sandbox_copy()
+                if rep == 0:
+                    runs['sandbox copy'] = self.sandbox_copy()
                 continue
             runs[name] = {}
             for tool in ('ferry', 'peer') if ferry_first else ('peer', 'ferry'):
@@ -313,8 +314,9 @@ class Bench:
         dr = self.clusters['dr']
         self.verify('the passthrough target', claim_dir(self.state, 'dr', dr, 'pt-%d' % rep, PVC))
         self.verify('the staged restore', claim_dir(self.state, 'dr', dr, 'st-%d' % rep, PVC))
-        self.verify('rsync\'s copy', os.path.join(work, 'rsync-dst'))
-        self.verify('restic\'s restore', os.path.join(restore_to, self.source_dir.lstrip('/')))
+        if rep == 0:  # the peers' results once, Ferry's every time
+            self.verify('rsync\'s copy', os.path.join(work, 'rsync-dst'))
+            self.verify('restic\'s restore', os.path.join(restore_to, self.source_dir.lstrip('/')))
         runs['sizes'] = {'pool': tree_bytes(self.pool(rep)['location']), 'restic': tree_bytes(repo)}
         for namespace in ('pt-%d' % rep, 'st-%d' % rep):
             delete_namespace(dr, namespace)
@@ -359,6 +361,16 @@ def clone_delay(run):
     return max(0.0, bound - asked) if bound is not None and asked is not None else 0.0
 
 
+def sandbox_share(run):
+    """Seconds of a Ferry run spent waiting for the sandbox's CSI emulation: its snapshot copy, the clone the source agent waited for,
+    and the removal of both inside the DELETE calls of the release."""
+    return span_sum(run, 'snapshot cut') + clone_delay(run) + span_sum(run, 'release')
+
+
+def sandbox_free(run):
+    return run['seconds'] - sandbox_share(run)
+
+
 def stage_of(step):
     return {'passthrough full': 'transfer', 'passthrough incremental': 'transfer', 'stage 1 full': 'backup',
             'stage 1 incremental': 'backup', 'stage 2 restore': 'restore volumes'}[step]
@@ -367,17 +379,21 @@ def stage_of(step):
 def report(args, bench, runs, versions):
     size = bench.size
     values = {}
-
     for step in ('passthrough full', 'passthrough incremental', 'stage 1 full', 'stage 1 incremental', 'stage 2 restore'):
-        values[step] = {'ferry': [rep[step]['ferry']['result']['stages'][stage_of(step)] for rep in runs], 'peer': [rep[step]['peer']['seconds'] for rep in runs],
-                        'whole': [rep[step]['ferry']['seconds'] for rep in runs]}
+        values[step] = {'ferry': [rep[step]['ferry']['result']['stages'][stage_of(step)] for rep in runs],
+                        'peer': [rep[step]['peer']['seconds'] for rep in runs], 'whole': [rep[step]['ferry']['seconds'] for rep in runs]}
     cold = drop_caches()
     files = sum(len(f) for _d, _s, f in os.walk(bench.source_dir))
     print('dataset: %.2f GiB (%d bytes), %d files after the mutation, scale %s; %d repetitions, min / median / max, ratios of the medians'
           % (size / 2 ** 30, size, files, args.scale, args.reps))
     print('caches: %s; %s; %s' % ('dropped before each timed step' if cold else 'NOT dropped (no permission): warm', versions['rsync'], versions['restic']))
-    print('snapshot mechanism: %s (the sandbox CSI driver: a snapshot and a clone are each a cp -a of the volume)'
-          % runs[0]['passthrough full']['ferry']['result']['volumes'][0]['mechanism'])
+    busy, mine = (now - then for now, then in zip(cpu_seconds(bench.state), bench.cpu))
+    print('CPU: %.0f CPU-seconds busy during the repetitions, of which %.0f by other processes than this benchmark, the sandbox and its pods '
+          '(%.0f%% of one CPU)' % (busy, busy - mine, 100 * (busy - mine) / bench.elapsed))
+    print('snapshot mechanism: %s (the sandbox CSI driver: a snapshot and a clone are each a cp -a --reflink=auto of the volume)%s'
+          % (runs[0]['passthrough full']['ferry']['result']['volumes'][0]['mechanism'],
+             '; --cow-volumes: all volumes, copies and repositories on XFS with reflinks (loop device), so those copies share extents'
+             if args.cow_volumes else ''))
     print()
     head = '%-44s %-24s %-24s %8s %-15s %s'
     print(head % ('figure (seconds)', 'ferry', 'peer', 'ratio', 'target', 'met'))
@@ -424,7 +440,9 @@ def report(args, bench, runs, versions):
     relay = [span_sum(rep['stage 2 restore']['ferry'], 'transfer') for rep in runs]
     row('    transfer only (job sent to result)', relay, v['stage 2 restore']['peer'], 'throughput', 1.5)
     row('4 whole incremental DR sync, passthrough', v['passthrough incremental']['whole'], None, 'absolute', DR_TARGET)
+    row('  the same without the sandbox\'s copies*', [sandbox_free(rep['passthrough incremental']['ferry']) for rep in runs], None, 'absolute', DR_TARGET)
     row('  whole incremental sync, staged backup', v['stage 1 incremental']['whole'], None, 'absolute', DR_TARGET)
+    row('  the same without the sandbox\'s copies*', [sandbox_free(rep['stage 1 incremental']['ferry']) for rep in runs], None, 'absolute', DR_TARGET)
     sizes = [rep['sizes'] for rep in runs]
     print('%-44s %-24s %-24s' % ('pool / restic repository after the runs', '%.0f MB' % (statistics.median(s['pool'] for s in sizes) / 1e6),
                                  '%.0f MB' % (statistics.median(s['restic'] for s in sizes) / 1e6)))
@@ -449,18 +467,17 @@ def breakdown(runs):
 
         def med(fn):
             return statistics.median(fn(run) for run in per)
-        sandbox = med(lambda run: span_sum(run, 'snapshot cut') + clone_delay(run) + span_sum(run, 'release'))
         stage = med(lambda run, step=step: run['result']['stages'][stage_of(step)])
         cells = (med(lambda run: run['seconds']), stage, med(lambda run: span_sum(run, 'snapshot')), med(lambda run: span_sum(run, 'snapshot cut')),
                  med(lambda run: span_sum(run, 'clone')), med(clone_delay), med(lambda run: span_sum(run, 'start source', 'start sink')),
                  med(lambda run: span_sum(run, 'transfer')), med(lambda run: span_sum(run, 'stop source', 'stop sink')),
-                 med(lambda run: span_sum(run, 'release')), stage - sandbox)
+                 med(lambda run: span_sum(run, 'release')), med(lambda run, step=step: run['result']['stages'][stage_of(step)] - sandbox_share(run)))
         print('%-24s' % step + ''.join('%13.2f' % c for c in cells))
-    copies = [rep['sandbox copy'] for rep in runs]
+    copies = [rep['sandbox copy'] for rep in runs if 'sandbox copy' in rep]
     print('the sandbox\'s copy of the mutated volume by itself, cold: cp -a %s s, rm -rf %s s (a sync pays two copies and two removals)'
           % (spread([c['copy'] for c in copies]), spread([c['remove'] for c in copies])))
-    print('"w/o sandbox" = stage - [cut] - [clone wait] - release: an estimate of the stage on a CSI driver whose snapshots and clones are '
-          'copy-on-write (release keeps a few API calls)')
+    print('"w/o sandbox" (and * above) = stage (process) - [cut] - [clone wait] - release: an estimate on a CSI driver whose snapshots and clones '
+          'are copy-on-write\n(release keeps a few API calls, so this slightly flatters Ferry)')
     for step in ('passthrough incremental', 'stage 1 incremental'):
         parts = ', '.join('%s %.2f' % (name, statistics.median(rep[step]['ferry']['result']['stages'].get(name, 0.0) for rep in runs))
                           for name in sorted({n for rep in runs for n in rep[step]['ferry']['result']['stages']}))
@@ -470,6 +487,47 @@ def breakdown(runs):
         connects, sweeps = (statistics.median(span_sum(run, label) for run in per) for label in ('connect', 'sweep'))
         print('%s: the process %.2f = interpreter start and exit %.2f, imports and arguments %.2f, connect %.2f, sweep %.2f, stages: %s'
               % (step, statistics.median(run['seconds'] for run in per), outside, imports, connects, sweeps, parts))
+
+
+def cpu_seconds(state):
+    """(CPU seconds the machine was busy, CPU seconds of this benchmark, its children, the sandbox and its pods) so far."""
+    with open('/proc/stat', encoding='ascii') as handle:
+        fields = [int(f) for f in handle.readline().split()[1:]]
+    tick = os.sysconf('SC_CLK_TCK')
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / tick  # all but idle and iowait
+    own = os.times()
+    mine = own.user + own.system + own.children_user + own.children_system
+    try:
+        with open(os.path.join(state, 'state.json'), encoding='utf-8') as handle:
+            pid = json.load(handle)['pid']
+        with open('/proc/%d/stat' % pid, encoding='ascii') as handle:
+            stat = handle.read().rsplit(')', 1)[1].split()
+        mine += sum(int(v) for v in stat[11:15]) / tick  # utime stime cutime cstime: pods are the sandbox's children
+    except (OSError, ValueError, KeyError):
+        pass
+    return busy, mine
+
+
+def mount_cow(work, mountpoint):
+    """An XFS file system with reflinks in a sparse file, mounted at ``mountpoint`` (cp --reflink=auto then shares extents)."""
+    if not shutil.which('mkfs.xfs'):
+        raise SystemExit('--cow-volumes needs mkfs.xfs (bench/sync/run.sh --cow-volumes installs xfsprogs)')
+    image = os.path.join(work, 'cow.img')
+    with open(image, 'wb') as handle:
+        handle.truncate(64 * 2 ** 30)
+    subprocess.run(['mkfs.xfs', '-q', '-f', '-m', 'reflink=1', image], check=True)
+    os.makedirs(mountpoint, exist_ok=True)
+    subprocess.run(['mount', '-o', 'loop', image, mountpoint], check=True)
+
+
+def unmount_cow(work, mountpoint):
+    if os.path.ismount(mountpoint):
+        if subprocess.run(['umount', mountpoint], check=False).returncode != 0:
+            subprocess.run(['umount', '-l', mountpoint], check=False)
+    try:
+        os.remove(os.path.join(work, 'cow.img'))
+    except FileNotFoundError:
+        pass
 
 
 def versions():
@@ -485,6 +543,9 @@ def main():
     parser.add_argument('--scale', type=float, default=1.0)
     parser.add_argument('--reps', type=int, default=3)
     parser.add_argument('--work', default=None, help='working directory, kept (and the dataset in it reused); default: a temporary one, removed')
+    parser.add_argument('--cow-volumes', action='store_true',
+                        help='run everything but the pristine dataset on an XFS file system with reflinks (a loop device), so that the sandbox\'s '
+                             'snapshots and clones are copy-on-write, as a real CSI driver\'s are (needs root and mkfs.xfs)')
     args = parser.parse_args()
     for tool in ('rsync', 'restic', 'diff'):
         if not shutil.which(tool):
@@ -492,22 +553,30 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up (the finally below) when stopped
     bench_dir = os.environ.get('FERRY_BENCH_DIR')
     work = args.work or tempfile.mkdtemp(prefix='ferry-bench-sync-', dir=bench_dir)
-    state = os.path.join(work, 'sandbox')
+    data = os.path.join(work, 'cow') if args.cow_volumes else work
+    state = os.path.join(data, 'sandbox')
     try:
         original = dataset(args.work or bench_dir or work, args.scale, 'orig-%s' % args.scale)
+        if args.cow_volumes:
+            mount_cow(work, data)
+        shutil.rmtree(state, ignore_errors=True)  # volume directories outlive a sandbox
         kubeconfigs = sandbox_up(state, ['source', 'dr'])
         sys.path.insert(0, COLLECTIONS)
         clusters = {name: connect(path) for name, path in kubeconfigs.items()}
         create_app(clusters['source'])
         source_dir = claim_dir(state, 'source', clusters['source'], NAMESPACE, PVC)
-        bench = Bench(args, work, state, kubeconfigs, clusters, source_dir, 0)
+        bench = Bench(args, data, state, kubeconfigs, clusters, source_dir, 0)
+        bench.cpu, started = cpu_seconds(state), time.monotonic()
         runs = []
         for rep in range(args.reps):
             runs.append(bench.repetition(rep, original, rep % 2 == 0))
+        bench.elapsed = time.monotonic() - started
         bench.size = tree_bytes(source_dir)
         return report(args, bench, runs, versions())
     finally:
         sandbox_down(state)
+        if args.cow_volumes:
+            unmount_cow(work, data)
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
 
