@@ -1,6 +1,6 @@
 """Volume syncs between two sandbox clusters vs rsync -z and restic, in one run, on the reference dataset (issue #7).
 
-    bench/sync/run.sh [--scale 1.0] [--reps 3] [--work DIR]
+    bench/sync/run.sh [--scale 1.0] [--reps 3] [--work DIR] [--cow-volumes]
 
 Starts two sandbox clusters (``source`` and ``dr``) in a process of their own, creates namespace
 ``app`` with PVC ``data`` on the source and fills the PVC (its directory on the host) with a
@@ -28,7 +28,8 @@ snapshot, agents, transfer, clean-up, objects, health). Figures are min / median
 repetitions; ratios compare the medians. A second table splits Ferry's time into its phases and
 shows what the sandbox's CSI emulation costs: its snapshots and clones are full directory copies
 (``cp -a``) and deleting them removes the files while the API call waits, which a real CSI driver
-does not pay.
+does not pay. ``--cow-volumes`` puts everything but the pristine dataset on an XFS file system with
+reflinks (a loop device), so those copies share extents, as a copy-on-write driver's snapshots do.
 """
 
 import argparse
