@@ -45,7 +45,8 @@ def address(text):
     return host, int(port)
 
 
-def cmd_sink(args):
+def accepted(args, roles):
+    """Yield TLS connections of peers with one of ``roles`` (others are refused and logged), forever."""
     context = wire.server_context(*tls_files(args.tls))
     listener = socket.create_server(args.listen, reuse_port=False)
     emit({'event': 'listening', 'address': '%s:%d' % listener.getsockname()[:2]})
@@ -54,11 +55,16 @@ def cmd_sink(args):
         wire.keep_alive(conn)
         try:
             tls = context.wrap_socket(conn, server_side=True)
-            wire.require_role(tls, {'source', 'control'})
+            wire.require_role(tls, roles)
         except (OSError, wire.ProtocolError) as exc:
             emit({'event': 'refused', 'peer': peer[0], 'reason': str(exc)})
             conn.close()
             continue
+        yield tls
+
+
+def cmd_sink(args):
+    for tls in accepted(args, {'source', 'control'}):
         channel = wire.Channel(tls)
         try:
             stats = mover.Sink(args.root, args.state, channel).run()
@@ -75,31 +81,21 @@ def cmd_sink(args):
                 pass
         finally:
             tls.close()
+    return 0  # not reached: the listener serves until the pod is deleted
 
 
 def cmd_stage(args):
-    context = wire.server_context(*tls_files(args.tls))
-    listener = socket.create_server(args.listen, reuse_port=False)
-    emit({'event': 'listening', 'address': '%s:%d' % listener.getsockname()[:2]})
-    while True:
-        conn, peer = listener.accept()
-        wire.keep_alive(conn)
-        try:
-            tls = context.wrap_socket(conn, server_side=True)
-            wire.require_role(tls, {'control'})
-        except (OSError, wire.ProtocolError) as exc:
-            emit({'event': 'refused', 'peer': peer[0], 'reason': str(exc)})
-            conn.close()
-            continue
+    for tls in accepted(args, {'control'}):
         try:
             result = relay.run_job(wire.Channel(tls), progress_interval=args.progress_interval)
             emit({'event': 'done' if result is not None else 'failed'})
             if args.once and result is not None:
                 return 0
         except (EOFError, ConnectionError, OSError, wire.ProtocolError) as exc:
-            emit({'event': 'interrupted', 'reason': str(exc)})  # the control node reconnects; the pool keeps what was uploaded
+            emit({'event': 'interrupted', 'reason': str(exc)})  # a rerun of the sync reuses what the pool's checkpoints kept
         finally:
             tls.close()
+    return 0  # not reached: the listener serves until the pod is deleted
 
 
 def cmd_push(args):

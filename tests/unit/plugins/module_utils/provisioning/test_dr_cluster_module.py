@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import yaml
+from module_docs import argument_spec, doc_spec, documented_and_declared, secrets_without_no_log
 
 from provisioning_helpers import AWS, CLUSTER_ROLE, NODE_ROLE
 
@@ -79,59 +80,16 @@ def test_command_provider(tmp_path):
     assert missing['failed'] is True and 'provider is command but all of the following are missing: command' in missing['msg'], output
 
 
-def _spec_of(options):
-    """{name: (type, required, default, choices, elements, aliases, suboptions)} of DOCUMENTATION options."""
-    found = {}
-    for name, doc in options.items():
-        found[name] = (doc.get('type', 'str'), bool(doc.get('required', False)), doc.get('default'), doc.get('choices'),
-                       doc.get('elements'), sorted(doc.get('aliases') or []), _spec_of(doc['suboptions']) if 'suboptions' in doc else None)
-    return found
-
-
-def _argspec_of(spec):
-    found = {}
-    for name, arg in spec.items():
-        found[name] = (arg.get('type', 'str'), bool(arg.get('required', False)), arg.get('default'), arg.get('choices'),
-                       arg.get('elements'), sorted(arg.get('aliases') or []), _argspec_of(arg['options']) if 'options' in arg else None)
-    return found
-
-
 def test_documentation_matches_the_argument_spec(monkeypatch):
     """What ansible-test validate-modules checks first: every option documented as the argument_spec declares it."""
-    sys.path.insert(0, os.path.dirname(MODULE))
-    try:
-        import dr_cluster  # pylint: disable=import-outside-toplevel
-    finally:
-        sys.path.pop(0)
-    captured = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_module(argument_spec, **kwargs):
-        captured.update(argument_spec)
-        raise Stop()
-
-    monkeypatch.setattr(dr_cluster, 'FerryModule', fake_module)
-    try:
-        dr_cluster.main()
-    except Stop:
-        pass
-    documented = yaml.safe_load(dr_cluster.DOCUMENTATION)
-    assert _spec_of(documented['options']) == _argspec_of(captured)
+    dr_cluster, documented, declared = documented_and_declared(MODULE, monkeypatch)
+    assert doc_spec(documented['options']) == argument_spec(declared)
     assert documented['extends_documentation_fragment'] == ['ferry.kube.attributes']
     yaml.safe_load(dr_cluster.EXAMPLES)
     returned = yaml.safe_load(dr_cluster.RETURN)
     assert set(returned) == {'cluster', 'endpoint', 'status', 'version', 'nodegroups', 'actions', 'drift', 'commands', 'duration'}
     secrets = {'password', 'token', 'secret_key', 'session_token', 'credentials', 'access_token', 'client_secret'}
-
-    def check_no_log(spec):
-        for name, arg in spec.items():
-            if name in secrets:
-                assert arg.get('no_log') is True, name
-            if 'options' in arg:
-                check_no_log(arg['options'])
-    check_no_log(captured)
+    assert secrets_without_no_log(declared, secrets) == []
 
 
 def test_in_the_action_group():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import yaml
+from module_docs import argument_spec, doc_spec, documented_and_declared, secrets_without_no_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))))
 MODULE = os.path.join(ROOT, 'plugins', 'modules', 'registry_sync.py')
@@ -55,54 +56,12 @@ def test_module_needs_images_or_repositories(tmp_path):
     assert result['failed'] is True and 'one of the following is required: images, repositories' in result['msg']
 
 
-def _spec_of(options):
-    """{name: (type, required, default, choices, elements, aliases, suboptions)} of DOCUMENTATION options."""
-    found = {}
-    for name, doc in options.items():
-        found[name] = (doc.get('type', 'str'), bool(doc.get('required', False)), doc.get('default'), doc.get('choices'),
-                       doc.get('elements'), sorted(doc.get('aliases') or []), _spec_of(doc['suboptions']) if 'suboptions' in doc else None)
-    return found
-
-
-def _argspec_of(spec):
-    found = {}
-    for name, arg in spec.items():
-        found[name] = (arg.get('type', 'str'), bool(arg.get('required', False)), arg.get('default'), arg.get('choices'),
-                       arg.get('elements'), sorted(arg.get('aliases') or []), _argspec_of(arg['options']) if 'options' in arg else None)
-    return found
-
-
 def test_documentation_matches_the_argument_spec(monkeypatch):
     """What ansible-test validate-modules checks first: every option documented as the argument_spec declares it."""
-    sys.path.insert(0, os.path.dirname(MODULE))
-    try:
-        import registry_sync  # pylint: disable=import-outside-toplevel
-    finally:
-        sys.path.pop(0)
-    captured = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_module(argument_spec, **kwargs):
-        captured.update(argument_spec)
-        raise Stop()
-
-    monkeypatch.setattr(registry_sync, 'FerryModule', fake_module)
-    try:
-        registry_sync.main()
-    except Stop:
-        pass
-    documented = yaml.safe_load(registry_sync.DOCUMENTATION)['options']
-    assert _spec_of(documented) == _argspec_of(captured)
+    registry_sync, documentation, declared = documented_and_declared(MODULE, monkeypatch)
+    documented = documentation['options']
+    assert doc_spec(documented) == argument_spec(declared)
     yaml.safe_load(registry_sync.EXAMPLES)
     yaml.safe_load(registry_sync.RETURN)
     secrets = {'password', 'token', 'secret_key', 'session_token', 'credentials', 'access_token', 'client_secret'}
-
-    def check_no_log(spec):
-        for name, arg in spec.items():
-            if name in secrets:
-                assert arg.get('no_log') is True, name
-            if 'options' in arg:
-                check_no_log(arg['options'])
-    check_no_log(captured)
+    assert secrets_without_no_log(declared, secrets) == []
