@@ -1,6 +1,7 @@
 """Local images: pods with these images really run, as host processes (the node runtime).
 
-An image maps to ``{"entrypoint": [...], "cmd": [...], "workdir": ..., "env": {...}}``; a
+An image maps to ``{"entrypoint": [...], "cmd": [...], "workdir": ..., "env": {...}, "paths": [...]}``
+(``paths``: host directories that belong to the image, kept visible under the pod's volumes); a
 container's ``command`` replaces the entrypoint and ``args`` the cmd, as Kubernetes does. A name
 ending in ``:*`` matches any tag. Every other image is simulated (Running, no process).
 """
@@ -15,13 +16,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def default_images():
     python = sys.executable
+    paths = sorted({REPO, sys.prefix})  # this checkout and the interpreter's environment
     return {
         # Ferry's agent, from this checkout (its Dockerfile builds the same program into an image).
         'ferry/agent:*': {'entrypoint': [python, os.path.join(REPO, 'agent', 'ferry_agent.py')], 'cmd': [],
-                          'env': {'PYTHONPATH': os.path.join(REPO, '.build', 'collections')}},
+                          'env': {'PYTHONPATH': os.path.join(REPO, '.build', 'collections')}, 'paths': paths},
         # The demo's sample app: a static web server and a Python "tools" image that runs a script.
-        'ferry-demo/web:*': {'entrypoint': [python, '-m', 'http.server'], 'cmd': ['8080']},
-        'ferry-demo/tools:*': {'entrypoint': [python, '-c'], 'cmd': ['print("no script given")']},
+        'ferry-demo/web:*': {'entrypoint': [python, '-m', 'http.server'], 'cmd': ['8080'], 'paths': paths},
+        'ferry-demo/tools:*': {'entrypoint': [python, '-c'], 'cmd': ['print("no script given")'], 'paths': paths},
     }
 
 

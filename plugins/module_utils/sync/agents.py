@@ -83,7 +83,7 @@ class Agent:
                 error = last_event(log, 'error') or {}
                 reason = error.get('reason') or _waiting_reason(status)
                 raise FerryError('agent %s/%s %s: %s' % (self.spec.namespace, self.name, status['phase'].lower(), reason))
-            restarts = max([c.get('restartCount') or 0 for c in status.get('containerStatuses') or []] or [0])
+            restarts = _restarts(status)
             if restarts >= MAX_RESTARTS:  # a cut connection resumes; an error that stays (firewall, full volume) does not go away
                 error = last_event(self.logs(tail=200), 'error') or {}
                 reason = error.get('reason') or _waiting_reason(status)
@@ -178,9 +178,10 @@ class Agent:
             address = self._exposed_address(base, pod) if ready else None
             if address is not None:
                 return address
-            if status.get('phase') == 'Failed' or time.monotonic() > deadline:
-                raise FerryError('agent pod %s/%s did not become ready in %d s (phase %s; %s)%s'
-                                 % (self.spec.namespace, self.name, timeout, status.get('phase'), _waiting_reason(status), _tail(self.logs())))
+            if status.get('phase') == 'Failed' or time.monotonic() > deadline or _restarts(status) >= MAX_RESTARTS:
+                raise FerryError('agent pod %s/%s did not become ready (waited up to %d s; phase %s, %d restarts; %s)%s'
+                                 % (self.spec.namespace, self.name, timeout, status.get('phase'), _restarts(status), _waiting_reason(status),
+                                    _tail(self.logs())))
             time.sleep(0.25)
 
     def _exposed_address(self, base, pod):
@@ -197,6 +198,10 @@ class Agent:
         addresses = {a.get('type'): a.get('address') for a in (node.get('status') or {}).get('addresses') or []}
         host = addresses.get('ExternalIP') or addresses.get('InternalIP')
         return (host, int(port['nodePort'])) if host else None
+
+
+def _restarts(status):
+    return max([c.get('restartCount') or 0 for c in status.get('containerStatuses') or []] or [0])
 
 
 def _waiting_reason(status):

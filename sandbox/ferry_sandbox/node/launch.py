@@ -55,6 +55,11 @@ def main(spec_path):
         run('mount', '--bind', mount['source'], target)
         if mount.get('read_only'):
             run('mount', '-o', 'remount,bind,ro', target)
+    for path in spec.get('image_paths') or []:  # what belongs to the image stays visible under the volumes
+        if any(path.startswith(m['path'].rstrip('/') + '/') for m in spec['mounts']) and os.path.isdir(path):
+            target = os.path.join(root, path.lstrip('/'))
+            os.makedirs(target, exist_ok=True)
+            run('mount', '--bind', path, target)
     os.chroot(root)
     os.chdir(spec.get('workdir') or '/')
     os.execvpe(spec['argv'][0], spec['argv'], spec['env'])

@@ -306,7 +306,7 @@ class Node:
         directory = os.path.join(self.pod_dir(key), container['name'])
         os.makedirs(directory, exist_ok=True)
         spec = {'pod_dir': directory, 'mounts': self._mounts(pod, container, key), 'argv': argv, 'env': env,
-                'workdir': container.get('workingDir') or image.get('workdir') or '/'}
+                'workdir': container.get('workingDir') or image.get('workdir') or '/', 'image_paths': list(image.get('paths') or [])}
         spec_path = os.path.join(directory, 'spec.json')
         with open(spec_path, 'w', encoding='utf-8') as handle:
             json.dump(spec, handle)

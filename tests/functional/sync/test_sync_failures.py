@@ -101,7 +101,7 @@ def assert_clean(cluster):
     # simulated by the sandbox: Running and Ready at once, but nothing listens behind the NodePort
     ('busybox:1', r'cannot reach the agent at 127\.[0-9.]+:[0-9]+: .* \(is the NodePort or load balancer reachable from the control node\?\)'),
     # a program that runs and never listens: its readiness probe keeps it unready
-    (DEAF_IMAGE, r'agent pod shop/ferry-broken-1-agent-source-0 did not become ready in %d s \(phase Running; ' % START_TIMEOUT),
+    (DEAF_IMAGE, r'agent pod shop/ferry-broken-1-agent-source-0 did not become ready \(waited up to %d s; phase Running, 0 restarts; ' % START_TIMEOUT),
 ], ids=['simulated-image', 'never-ready'])
 def test_a_staged_backup_whose_agent_never_listens_fails_fast_and_leaves_nothing_behind(source, pool, image, message):
     started = time.monotonic()

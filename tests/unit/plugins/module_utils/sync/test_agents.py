@@ -222,11 +222,11 @@ def test_an_agent_that_never_gets_ready_fails_with_its_phase_and_reason(pki):
     waiting = {'phase': 'Pending', 'conditions': [{'type': 'Ready', 'status': 'False'}],
                'containerStatuses': [{'state': {'waiting': {'reason': 'ImagePullBackOff', 'message': 'no such image ferry/agent:0.1.0'}}}]}
     agent = Agent(ready_cluster(pod_status=waiting), 's1', spec(), pki)
-    with pytest.raises(FerryError, match=r'agent pod shop/ferry-s1-agent-source-0 did not become ready in 0 s '
-                                         r'\(phase Pending; ImagePullBackOff: no such image ferry/agent:0.1.0\)'):
+    with pytest.raises(FerryError, match=r'agent pod shop/ferry-s1-agent-source-0 did not become ready \(waited up to 0 s; '
+                                         r'phase Pending, 0 restarts; ImagePullBackOff: no such image ferry/agent:0.1.0\)'):
         agent.start(timeout=0.3)
     failed = Agent(ready_cluster(pod_status={'phase': 'Failed'}), 's1', spec(), pki)
-    with pytest.raises(FerryError, match='phase Failed; no reason given'):
+    with pytest.raises(FerryError, match='phase Failed, 0 restarts; no reason given'):
         failed.start(timeout=60)  # a failed pod fails at once, not at the timeout
 
 
