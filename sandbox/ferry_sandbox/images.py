@@ -14,9 +14,14 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def default_paths():
+    """This checkout and the interpreter's environment: local images run programs from them."""
+    return sorted({REPO, sys.prefix})
+
+
 def default_images():
     python = sys.executable
-    paths = sorted({REPO, sys.prefix})  # this checkout and the interpreter's environment
+    paths = default_paths()
     return {
         # Ferry's agent, from this checkout (its Dockerfile builds the same program into an image).
         'ferry/agent:*': {'entrypoint': [python, os.path.join(REPO, 'agent', 'ferry_agent.py')], 'cmd': [],

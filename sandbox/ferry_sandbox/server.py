@@ -58,7 +58,8 @@ class ApiHandler(BaseHTTPRequestHandler):
     # -- plumbing -------------------------------------------------------------------------------
     def _body(self):
         length = int(self.headers.get('Content-Length') or 0)
-        raw = self.rfile.read(length) if length else b''
+        raw = self.rfile.read(length) if length and not self._body_read else b''
+        self._body_read = True
         if not raw:
             return None
         content_type = (self.headers.get('Content-Type') or '').split(';')[0]
@@ -83,15 +84,30 @@ class ApiHandler(BaseHTTPRequestHandler):
         self._send(error.code, error.status())
 
     def _handle(self):
+        self._body_read = False
         try:
             parsed = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
             user = self._authenticate()
             self.cluster.dispatch(self, parsed.path, query, user)
         except ApiError as error:
+            self._drain_body()
             self._error(error)
         except (BrokenPipeError, ConnectionResetError):
+            return
+        try:
+            self._drain_body()
+        except OSError:
             pass
+
+    def _drain_body(self):
+        """Read a request body no handler read (an error answered first): left in a keep-alive
+        connection, it would be taken for the start of the next request."""
+        if not self._body_read:
+            self._body_read = True
+            length = int(self.headers.get('Content-Length') or 0)
+            if length:
+                self.rfile.read(length)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 

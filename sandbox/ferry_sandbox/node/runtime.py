@@ -20,7 +20,7 @@ import time
 import urllib.request
 
 from ..errors import ApiError
-from ..images import resolve
+from ..images import default_paths, resolve
 from ..store import now_iso
 from ..controllers.manager import record_event
 from ..controllers.storage import volume_dir
@@ -306,7 +306,7 @@ class Node:
         directory = os.path.join(self.pod_dir(key), container['name'])
         os.makedirs(directory, exist_ok=True)
         spec = {'pod_dir': directory, 'mounts': self._mounts(pod, container, key), 'argv': argv, 'env': env,
-                'workdir': container.get('workingDir') or image.get('workdir') or '/', 'image_paths': list(image.get('paths') or [])}
+                'workdir': container.get('workingDir') or image.get('workdir') or '/', 'image_paths': list(image.get('paths') or default_paths())}
         spec_path = os.path.join(directory, 'spec.json')
         with open(spec_path, 'w', encoding='utf-8') as handle:
             json.dump(spec, handle)
