@@ -227,6 +227,8 @@ class SyncRun:
         self.source = self.target = None
         self.backend = self.passphrase = None
         self.capture_doc = None
+        self.claims = {}          # source claim -> target claim, once created on the target
+        self.point_volumes = None  # volume names of the restore point read (None: a point this run wrote)
         self._progress_failed = False
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -340,7 +342,7 @@ class SyncRun:
             raise FerryError('cannot read the restore point: %s' % exc) from None
         self.params['point'] = record['id']
         self.result.update(point=record['id'], volumes_in_point=sorted(record['volumes']))
-        self._point_volumes = sorted(record['volumes'])
+        self.point_volumes = set(record['volumes'])
         return capture
 
     def _restore(self, capture, selection, dry_run=False):
@@ -353,14 +355,13 @@ class SyncRun:
         self.capture_doc = capture
         wanted = set(self.params['pvcs'] or [])
         claims = [o for o in capture['objects'] if o['kind'] == 'PersistentVolumeClaim' and (not wanted or o['metadata']['name'] in wanted)]
-        names = {'PersistentVolumeClaim ' + o['metadata']['name'] for o in claims}
         result = self._restore(capture, Selection(namespaces=[self.params['namespace']], include_kinds=['Namespace', 'PersistentVolumeClaim']))
         restore_options.raise_failures(result, 'create on the target')
         self.claims = {o['metadata']['name']: o['metadata']['name'] for o in claims}
-        self.result['claims'] = sorted(name.split(' ', 1)[1] for name in names)
+        self.result['claims'] = sorted(self.claims)
 
     def restore_volumes(self):
-        claims = {name: target for name, target in self.claims.items() if name in getattr(self, '_point_volumes', self.claims)}
+        claims = {name: target for name, target in self.claims.items() if self.point_volumes is None or name in self.point_volumes}
         outcome = StageTwo(self.target, self.target_namespace, self.sync_id, self.params['agent_image'], self.backend, self.passphrase,
                            self.params['point'], claims, run_as=app_user(_pod_specs(self.capture_doc)), exposure=self.params['exposure'],
                            on_progress=self.report_progress).run()
