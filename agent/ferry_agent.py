@@ -22,7 +22,7 @@ import sys
 import time
 import traceback
 
-from ansible_collections.ferry.kube.plugins.module_utils.agent import mover, relay, wire
+from ansible_collections.ferry.kube.plugins.module_utils.agent import mover, wire
 
 
 def emit(record):
@@ -85,6 +85,8 @@ def cmd_sink(args):
 
 
 def cmd_stage(args):
+    # the pool engine is imported only here: a passthrough agent starts without it
+    from ansible_collections.ferry.kube.plugins.module_utils.agent import relay  # pylint: disable=import-outside-toplevel
     for tls in accepted(args, {'control'}):
         try:
             result = relay.run_job(wire.Channel(tls), progress_interval=args.progress_interval)
@@ -112,9 +114,9 @@ def cmd_push(args):
                 emit({'event': 'error', 'reason': 'cannot reach the sink at %s:%d: %s' % (args.to[0], args.to[1], exc)})
                 return 2
             time.sleep(min(2.0, 0.2 * attempt))
-    progress = mover.Progress(callback=emit, interval=args.progress_interval, total_bytes=_tree_bytes(args.root))
+    progress = mover.Progress(callback=emit, interval=args.progress_interval)  # the total comes from the source's walk
     try:
-        result = mover.Source(args.root, wire.Channel(tls, level=args.level), args.sync_id, progress).run()
+        result = mover.Source(args.root, wire.Channel(tls, level=args.level, batch=True), args.sync_id, progress).run()
     except (mover.SyncError, wire.ProtocolError, EOFError, OSError) as exc:
         emit({'event': 'error', 'reason': str(exc)})
         return 1
@@ -122,17 +124,6 @@ def cmd_push(args):
         tls.close()
     emit(dict(result, event='result'))
     return 0
-
-
-def _tree_bytes(root):
-    total = 0
-    for directory, _dirs, names in os.walk(root):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(directory, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def main(argv=None):

@@ -2,19 +2,23 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Passthrough volume sync: a source agent pushes a tree to a sink agent, sending only what changed.
 
-The sink keeps a manifest of the last verified sync (per file: size, mtime, chunk hashes) in a
-state directory next to the data. The source skips files whose size and mtime match (as rsync's
-quick check does), cuts changed files into content-defined chunks and sends only chunks the sink
-does not already hold; the sink rebuilds each file from local chunks (verified by hash) and
-received ones into a temporary file, then renames it into place. A journal of finished files lets
-an interrupted sync resume where it stopped; the new manifest is written only at the end, so an
-interrupted sync is never taken for a complete one.
+The sink keeps a manifest of the last verified sync (per file: size, mtime, chunk hashes, and the
+inode and change time it left the file with) in a state directory next to the data. It offers the
+source the files it finds as it left them; the source skips those whose size and mtime match (as
+rsync's quick check does), cuts changed files into content-defined chunks and sends only chunks
+the sink does not already hold; the sink rebuilds each file beside the old one (from a reflink
+clone where the file system can share extents, else by kernel copies of local chunks, plus the
+received ones), then renames it into place. A journal of finished files lets an interrupted sync
+resume where it stopped; the new manifest is written only at the end, so an interrupted sync is
+never taken for a complete one.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
+import threading
 import time
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent import tree
@@ -30,6 +34,7 @@ HELLO, STATE, ENTRY, FILE, CHUNK, FILE_END, END, DONE, ERROR, BARRIER = range(1,
 CHECKPOINT_BYTES = 1024 * 1024 * 1024
 CHECKPOINT_SECONDS = 30.0
 ZERO = bytes(1 << 20)
+METADATA_KEYS = ('mode', 'uid', 'gid', 'mtime_ns', 'xattrs')  # what apply_metadata sets
 
 
 class SyncError(Exception):
@@ -88,7 +93,15 @@ class SinkState:
 # -- sink ------------------------------------------------------------------------------------------
 
 class Sink:
-    """Receives one sync on ``channel`` into ``root``."""
+    """Receives one sync on ``channel`` into ``root``.
+
+    The manifest records, per file, the inode and change time the sink left it with (``local``). A
+    file still carrying them is exactly what the last sync wrote (any write, chmod, xattr or
+    rename since would have moved its change time), so the sink offers it to the source as
+    unchanged, reuses its chunks without reading them back, and leaves its metadata alone when
+    the source's did not change. A file that fails the check is left out of what the sink offers,
+    so the source sends it whole.
+    """
 
     def __init__(self, root, state_dir, channel, owner=True):
         self.root = os.path.abspath(root)
@@ -97,71 +110,95 @@ class Sink:
         self.owner = owner
         self.stats = {'files': 0, 'files_written': 0, 'bytes_received': 0, 'bytes_reused': 0, 'deleted': 0}
         self.failed = []  # files that could not be rebuilt; reported at the next barrier
+        self.present = {}
+        self.files = {}
+        self.index = {}
+        self.unsynced_bytes = 0
 
     def run(self):
         kind, hello, _payload = self.channel.recv()
         if kind != HELLO or hello.get('protocol') != PROTOCOL_VERSION:
             raise ProtocolError('expected HELLO with protocol %d' % PROTOCOL_VERSION)
         sync_id = hello['sync_id']
+        listing = _Prefetch(lambda: tree.list_tree(self.root))  # waits on the disk while the manifest is decoded
         manifest = self.state.manifest()
         done = self.state.journal(sync_id)
-        self.files = dict(manifest['files'])
-        self.files.update({p: r for p, r in done.items() if r['type'] == 'file'})
-        self.index = {}
+        self.present = listing.result()
+        self._clean_temp_files()
+        known = dict(manifest['files'])
+        known.update({p: r for p, r in done.items() if r['type'] == 'file'})
+        self.files = {path: entry for path, entry in known.items() if self._intact(path, entry)}
         for path, entry in self.files.items():
             offset = 0
             for digest, length in entry.get('chunks') or []:
                 self.index.setdefault(digest, (path, offset, length))
                 offset += length
-        self._clean_temp_files()
         self.channel.send(STATE, {'files': {p: [e['size'], e['mtime_ns']] for p, e in self.files.items()},
                                   'chunks': list(self.index), 'done': list(done)})
         new_entries, links, pending = dict(done), [], []
-        self.unsynced_bytes, last_checkpoint = 0, time.monotonic()
+        last_checkpoint = time.monotonic()
         with self.state.open_journal(sync_id) as journal:
-            while True:
-                kind, header, _payload = self.channel.recv()
-                if kind == ENTRY:
-                    entry = header['entry']
-                    if entry['type'] == 'link':
-                        links.append(entry)
-                    elif header.get('unchanged') and entry['path'] in self.files:
-                        kept = dict(self.files[entry['path']], **entry)
-                        self._meta(entry['path'], kept)
-                        entry = kept
-                    else:
-                        self._apply_entry(entry)
-                    new_entries[entry['path']] = entry
-                    self.stats['files'] += entry['type'] == 'file'
-                elif kind == FILE:
-                    entry = self._receive_file(header)
-                    if entry is not None:
+            try:
+                while True:
+                    kind, header, _payload = self.channel.recv()
+                    if kind == ENTRY:
+                        entry = header['entry']
+                        if entry['type'] == 'link':
+                            links.append(entry)
+                        elif header.get('unchanged') and entry['path'] in self.files:
+                            entry = self._keep(entry)
+                        else:
+                            self._apply_entry(entry)
                         new_entries[entry['path']] = entry
-                        pending.append(entry)
-                    if self.unsynced_bytes >= CHECKPOINT_BYTES or time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
-                        self._checkpoint(journal, pending)
-                        last_checkpoint = time.monotonic()
-                elif kind == BARRIER:
-                    self.channel.send(BARRIER, {'failed': self.failed})
-                    self.failed = []
-                elif kind == END:
-                    self._finish(set(header['paths']), links, new_entries, sync_id)
-                    return self.stats
-                else:
-                    raise ProtocolError('unexpected frame %d' % kind)
+                        self.stats['files'] += entry['type'] == 'file'
+                    elif kind == FILE:
+                        entry = self._receive_file(header)
+                        if entry is not None:
+                            new_entries[entry['path']] = entry
+                            pending.append(entry)
+                        if self.unsynced_bytes >= CHECKPOINT_BYTES or time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
+                            self._checkpoint(journal, pending)
+                            last_checkpoint = time.monotonic()
+                    elif kind == BARRIER:
+                        self.channel.send(BARRIER, {'failed': self.failed})
+                        self.failed = []
+                    elif kind == END:
+                        self._finish(set(header['paths']), links, new_entries, sync_id)
+                        return self.stats
+                    else:
+                        raise ProtocolError('unexpected frame %d' % kind)
+            except (EOFError, OSError, ProtocolError):
+                # a cut connection: what is written completely counts for the run that resumes
+                self._checkpoint(journal, pending)
+                raise
+
+    def _intact(self, path, entry):
+        """Whether the file at ``path`` is still what ``entry`` (the last sync's record of it) says."""
+        info = self.present.get(path)
+        if info is None or not stat.S_ISREG(info.st_mode) or info.st_size != entry.get('size'):
+            return False
+        if entry.get('local'):
+            return entry['local'] == [info.st_ino, info.st_ctime_ns]
+        return info.st_mtime_ns == entry.get('mtime_ns')  # recorded before identities were: rsync's quick check
+
+    def _identity(self, full):
+        info = os.lstat(full)
+        return [info.st_ino, info.st_ctime_ns]
+
+    def _keep(self, entry):
+        """An unchanged file: its chunks stay; its metadata is applied only if the source's changed."""
+        previous = self.files[entry['path']]
+        kept = dict(previous, **entry)
+        if not previous.get('local') or any(previous.get(key) != entry.get(key) for key in METADATA_KEYS):
+            full = self._full(entry['path'])
+            tree.apply_metadata(full, kept, self.owner)
+            kept['local'] = self._identity(full)
+        return kept
 
     def _checkpoint(self, journal, pending):
         """Make written files durable, then record them: the journal never claims data still in memory."""
         if pending:
-            fd = os.open(self.root, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                if hasattr(os, 'syncfs'):
-                    os.syncfs(fd)  # pylint: disable=no-member
-                else:
-                    os.sync()
-            finally:
-                os.close(fd)
+            tree.sync_filesystem(self.root)
             for entry in pending:
                 journal.write(msgpack.packb(entry, use_bin_type=True))
             journal.flush()
@@ -176,10 +213,10 @@ class Sink:
         return full
 
     def _clean_temp_files(self):
-        for directory, _dirs, names in os.walk(self.root):
-            for name in names:
-                if name.startswith('.ferry-tmp-'):
-                    os.remove(os.path.join(directory, name))
+        """Remove what an interrupted run left half-written beside the files it was replacing."""
+        for path in [p for p in self.present if p.rpartition('/')[2].startswith('.ferry-tmp-')]:
+            if stat.S_ISREG(self.present.pop(path).st_mode):
+                os.remove(self._full(path))
 
     def _meta(self, path, entry):
         tree.apply_metadata(self._full(path), entry, self.owner)
@@ -192,24 +229,20 @@ class Sink:
             os.makedirs(full, exist_ok=True)
             os.chmod(full, 0o700 | entry['mode'])  # writable for us until the end, when its own mode is set
         elif entry['type'] == 'symlink':
+            if self._same_symlink(full, entry):
+                return
             if os.path.lexists(full) or os.path.islink(full):
                 _remove(full)
             os.symlink(entry['target'], full)
             self._meta(entry['path'], entry)
 
-    def _local_chunk(self, digest):
-        """The bytes of a chunk the sink already holds, verified; None when missing or changed on disk."""
-        where = self.index.get(digest)
-        if where is None:
-            return None
-        path, offset, length = where
-        try:
-            with open(self._full(path), 'rb') as handle:
-                handle.seek(offset)
-                data = handle.read(length)
-        except OSError:
-            return None
-        return data if len(data) == length and blake3.blake3(data).digest() == digest else None
+    def _same_symlink(self, full, entry):
+        """A symlink found as the source has it (target, owner, time): recreating it would change nothing."""
+        info = self.present.get(entry['path'])
+        if info is None or not stat.S_ISLNK(info.st_mode) or os.readlink(full) != entry['target']:
+            return False
+        owner_matches = not (self.owner and os.geteuid() == 0) or (info.st_uid, info.st_gid) == (entry['uid'], entry['gid'])
+        return owner_matches and info.st_mtime_ns == entry['mtime_ns'] and not entry.get('xattrs')
 
     def _receive_file(self, header):
         """Rebuild one file from CHUNK frames (data sent, or a hash of data the sink holds)."""
@@ -219,10 +252,11 @@ class Sink:
         # a new one is written in place: until the journal or manifest names it, it does not count.
         replacing = os.path.lexists(full)
         temp = os.path.join(os.path.dirname(full), '.ferry-tmp-%s' % os.path.basename(full)) if replacing else full
-        ok, received, reused, chunks = True, 0, 0, []
-        here = {}  # chunks already in this file: repeats (zero runs, copies) are read back from it
-        with open(temp, 'w+b') as out:
-            position = 0
+        with open(temp, 'w+b') as out, _OpenFiles(self._full) as sources:
+            builder = _FileBuilder(out.fileno(), sources, self.index)
+            previous = self.files.get(entry['path'])
+            if previous is not None:
+                builder.clone(full, previous.get('chunks') or [])
             while True:
                 kind, head, data = self.channel.recv()
                 if kind == FILE_END:
@@ -230,35 +264,15 @@ class Sink:
                 if kind != CHUNK:
                     raise ProtocolError('expected chunks of %s' % entry['path'])
                 digest, length = head['h'], head['n']
+                zero = bool(head.get('zeros'))  # the source's word, checked with the data's hash when it sends the data
                 if head.get('s'):
-                    received += len(data)
-                    if blake3.blake3(data).digest() != digest:
-                        data = None
-                elif digest in here:
-                    if here[digest] is None:
-                        data = ZERO[:length]  # a zero run, left as a hole: nothing to read back
-                    else:
-                        out.flush()
-                        data = os.pread(out.fileno(), length, here[digest])
-                    reused += length
+                    builder.received(digest, length, data, blake3.blake3(data).digest() == digest, zero)
                 else:
-                    data = self._local_chunk(digest)
-                    reused += length
-                if data is None or len(data) != length:
-                    ok = False
-                    data = bytes(length)
-                if data == ZERO[:length]:
-                    here.setdefault(digest, None)
-                    out.seek(length, os.SEEK_CUR)  # keep zero runs sparse
-                else:
-                    here.setdefault(digest, position)
-                    out.write(data)
-                chunks.append([digest, length])
-                position += length
-            out.truncate(entry['size'])
-        self.stats['bytes_received'] += received
-        self.stats['bytes_reused'] += reused
-        if not ok:
+                    builder.local(digest, length, zero)
+            os.ftruncate(out.fileno(), entry['size'])
+        self.stats['bytes_received'] += builder.bytes_received
+        self.stats['bytes_reused'] += builder.bytes_reused
+        if not builder.ok:
             os.remove(temp)
             self.failed.append(entry['path'])
             return None
@@ -269,11 +283,12 @@ class Sink:
         for digest, _length in (self.files.get(entry['path']) or {}).get('chunks') or []:
             if self.index.get(digest, (None,))[0] == entry['path']:
                 del self.index[digest]  # the old content is gone: its chunks are no longer there
-        entry = dict(entry, chunks=chunks)
+        entry = dict(entry, chunks=builder.chunks)
         tree.apply_metadata(full, entry, self.owner)
+        entry['local'] = self._identity(full)
         self.files[entry['path']] = entry
         offset = 0
-        for digest, length in chunks:
+        for digest, length in builder.chunks:
             self.index[digest] = (entry['path'], offset, length)
             offset += length
         self.stats['files'] += 1
@@ -283,25 +298,163 @@ class Sink:
 
     def _finish(self, source_paths, links, entries, sync_id):
         # What the source no longer has goes, deepest first, so directories empty before they go.
-        existing = [e['path'] for e in tree.scan(self.root)]
-        for path in sorted((p for p in existing if p not in source_paths), key=lambda p: -p.count('/')):
+        # Only what was here when the sync began can be extra: everything it wrote, the source named.
+        for path in sorted((p for p in self.present if p not in source_paths), key=lambda p: -p.count('/')):
             full = self._full(path)
             if os.path.lexists(full):
                 _remove(full)
                 self.stats['deleted'] += 1
         for link in links:
-            full = self._full(link['path'])
+            full, target = self._full(link['path']), self._full(link['target'])
+            if _same_inode(full, target):
+                continue
             if os.path.lexists(full):
                 _remove(full)
-            os.link(self._full(link['target']), full)
+            os.link(target, full)
+            if link['target'] in entries and entries[link['target']]['type'] == 'file':
+                # a new name changes the inode's change time: record the one it has now
+                entries[link['target']]['local'] = self._identity(full)
         for path, entry in sorted(entries.items(), key=lambda kv: -kv[0].count('/')):
             if entry['type'] == 'dir':
                 self._meta(path, entry)
-        os.sync()  # everything on disk before the manifest says the sync is complete
+        tree.sync_filesystem(self.root)  # everything on disk before the manifest says the sync is complete
         self.state.save_manifest({'sync_id': sync_id, 'time': time.time(),
-                                  'files': {p: e for p, e in entries.items() if e['type'] == 'file'}})
+                                  'files': {p: e for p, e in entries.items() if e['type'] == 'file' and p in source_paths}})
         self.state.drop_journals()
         self.channel.send(DONE, dict(self.stats))
+
+
+class _OpenFiles:
+    """Read-only descriptors of the sink's files that chunks are copied from, opened once per file rebuilt."""
+
+    def __init__(self, resolve):
+        self.resolve = resolve
+        self.fds = {}
+
+    def fd(self, path):
+        if path not in self.fds:
+            self.fds[path] = os.open(self.resolve(path), os.O_RDONLY)
+        return self.fds[path]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
+class _FileBuilder:
+    """Places a file's chunks, in order, into the file being rebuilt (``fd``).
+
+    With ``clone`` the file starts as a reflink of its previous version where the file system
+    shares extents (XFS, Btrfs): chunks still at their old offsets then cost nothing. Other chunks
+    the sink holds are copied inside the kernel; zero runs stay holes in a file not cloned.
+    """
+
+    def __init__(self, fd, sources, index):
+        self.fd = fd
+        self.sources = sources
+        self.index = index
+        self.position = 0
+        self.chunks = []
+        self.ok = True
+        self.bytes_received = self.bytes_reused = 0
+        self.in_place = {}  # offset -> (digest, length) of the previous version's chunks, when cloned
+        self.here = {}  # digest -> offset of a chunk already placed in this file (repeats are read back)
+
+    def clone(self, full, previous_chunks):
+        with open(full, 'rb') as old:
+            if not tree.clone_file(old.fileno(), self.fd):
+                return
+        offset = 0
+        for digest, length in previous_chunks:
+            self.in_place[offset] = (digest, length)
+            offset += length
+
+    def received(self, digest, length, data, verified, zero):
+        self.bytes_received += len(data)
+        if not verified or len(data) != length:
+            self.ok = False
+        elif self.in_place.get(self.position) == (digest, length):
+            pass  # the clone holds it already
+        elif zero:
+            self._zeros(length)
+        else:
+            os.pwrite(self.fd, data, self.position)
+        self._advance(digest, length, zero)
+
+    def local(self, digest, length, zero):
+        self.bytes_reused += length
+        if self.in_place.get(self.position) == (digest, length):
+            pass  # the clone holds it already
+        elif zero:
+            self._zeros(length)
+        elif digest in self.here:
+            data = os.pread(self.fd, length, self.here[digest])
+            if len(data) == length:
+                os.pwrite(self.fd, data, self.position)
+            else:
+                self.ok = False
+        else:
+            where = self.index.get(digest)
+            copied = 0
+            if where is not None and where[2] == length:
+                try:
+                    copied = tree.copy_range(self.sources.fd(where[0]), where[1], self.fd, self.position, length)
+                except OSError:
+                    copied = 0
+            if copied != length:
+                self.ok = False  # the source sends it again after the next barrier
+        self._advance(digest, length, zero)
+
+    def _zeros(self, length):
+        if self.in_place:
+            os.pwrite(self.fd, ZERO[:length], self.position)  # over the clone's old bytes
+        # else: a hole, once the file is truncated to its size
+
+    def _advance(self, digest, length, zero):
+        if not zero:
+            self.here.setdefault(digest, self.position)
+        self.chunks.append([digest, length])
+        self.position += length
+
+
+def _is_zero(data):
+    """Whether a chunk is all zeros; data that is not shows it in its first bytes, almost always."""
+    if data[:64] != ZERO[:min(64, len(data))]:
+        return False
+    return bytes(data) == ZERO[:len(data)] if len(data) <= len(ZERO) else not bytes(data).strip(b'\0')
+
+
+class _Prefetch:
+    """Runs ``function`` in a thread from now on; ``result`` waits for its value (or raises its error)."""
+
+    def __init__(self, function):
+        self._outcome = {}
+        self._thread = threading.Thread(target=self._run, args=(function,), name='ferry-walk', daemon=True)
+        self._thread.start()
+
+    def _run(self, function):
+        try:
+            self._outcome['value'] = function()
+        except BaseException as exc:  # pylint: disable=broad-except
+            self._outcome['error'] = exc
+
+    def result(self):
+        self._thread.join()
+        if 'error' in self._outcome:
+            raise self._outcome['error']
+        return self._outcome['value']
+
+
+def _same_inode(first, second):
+    try:
+        one, other = os.lstat(first), os.lstat(second)
+    except FileNotFoundError:
+        return False
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
 
 
 def _remove(full):
@@ -364,12 +517,17 @@ class Source:
 
     def run(self):
         self.channel.send(HELLO, {'protocol': PROTOCOL_VERSION, 'sync_id': self.sync_id})
+        self.channel.flush()
+        # the tree is walked while the sink reads its own volume and manifest: the two take about as long
+        walker = _Prefetch(lambda: list(tree.scan(self.root)))
         state = self._reply(STATE)
+        scanned = walker.result()
+        self.progress.total_bytes = sum(entry.get('size', 0) for entry in scanned)
         remote = state['files']
         known = set(state['chunks'])
         paths = []
         entries = {}
-        for entry in tree.scan(self.root):
+        for entry in scanned:
             paths.append(entry['path'])
             entries[entry['path']] = entry
             if entry['type'] != 'file':
@@ -406,13 +564,18 @@ class Source:
         full = os.path.join(self.root, entry['path'])
         self.channel.send(FILE, {'entry': entry})
         if entry['size']:
+            tree.read_ahead(full)
             for chunk in tree.chunker().cut_file(full):
                 digest = blake3.blake3(chunk.data).digest()
+                head = {'h': digest, 'n': chunk.length}
+                if _is_zero(chunk.data):
+                    head['zeros'] = True  # the sink leaves a hole instead of writing it
                 if digest in known:
-                    self.channel.send(CHUNK, {'h': digest, 'n': chunk.length})
+                    self.channel.send(CHUNK, head)
                 else:
                     known.add(digest)
-                    self.channel.send(CHUNK, {'h': digest, 'n': chunk.length, 's': True}, chunk.data)
+                    head['s'] = True
+                    self.channel.send(CHUNK, head, chunk.data)
                     self.progress.bytes_sent += chunk.length
         self.channel.send(FILE_END, {})
         self.progress.bytes_scanned += entry['size']

@@ -96,12 +96,3 @@ class SyncPKI:
         """The files an agent needs, as a Secret's ``stringData``: ca.crt, tls.crt, tls.key."""
         cert, key = self.issue(role, common_name, hosts)
         return {'ca.crt': self.ca_pem, 'tls.crt': cert, 'tls.key': key}
-
-
-def peer_role(peer_cert_dict):
-    """The role (OU) in a peer certificate as ``ssl.SSLSocket.getpeercert()`` returns it."""
-    for rdn in (peer_cert_dict or {}).get('subject', ()):
-        for key, value in rdn:
-            if key == 'organizationalUnitName':
-                return value
-    return None

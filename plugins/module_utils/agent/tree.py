@@ -8,6 +8,9 @@ changes only the chunks around it, and identical data anywhere in the tree is se
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import os
 import stat
 
@@ -22,6 +25,7 @@ AVG_CHUNK = 256 * 1024
 MIN_CHUNK = 64 * 1024
 MAX_CHUNK = 1024 * 1024
 STATE_DIR_NAME = '.ferry-state'
+FICLONE = 0x40049409  # linux/fs.h: share a file's extents with another (XFS, Btrfs, OCFS2)
 
 
 def chunker():
@@ -98,6 +102,78 @@ def scan(root, skip=(STATE_DIR_NAME,), identity=False, file_xattrs=True):
                 entry['xattrs'] = xattrs
             yield entry
         stack.extend(reversed(subdirs))
+
+
+def list_tree(root, skip=(STATE_DIR_NAME,)):
+    """{relative path: lstat result} of everything under ``root``: what a sink finds before it writes."""
+    found = {}
+    pending = ['']
+    while pending:
+        relative = pending.pop()
+        with os.scandir(os.path.join(root, relative) if relative else root) as entries:
+            for item in entries:
+                if not relative and item.name in skip:
+                    continue
+                path = relative + '/' + item.name if relative else item.name
+                info = item.stat(follow_symlinks=False)
+                found[path] = info
+                if stat.S_ISDIR(info.st_mode):
+                    pending.append(path)
+    return found
+
+
+def clone_file(source_fd, target_fd):
+    """Make ``target_fd`` share ``source_fd``'s extents (a reflink); False where the file system cannot."""
+    try:
+        fcntl.ioctl(target_fd, FICLONE, source_fd)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EPERM):
+            return False
+        raise
+
+
+def copy_range(source_fd, source_offset, target_fd, target_offset, length):
+    """Copy bytes between two files inside the kernel where it can (no trip through Python); returns bytes copied."""
+    copied = 0
+    while copied < length:
+        try:
+            count = os.copy_file_range(source_fd, target_fd, length - copied, source_offset + copied, target_offset + copied)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            data = os.pread(source_fd, length - copied, source_offset + copied)
+            count = os.pwrite(target_fd, data, target_offset + copied) if data else 0
+        if count == 0:
+            break  # the source is shorter than it should be
+        copied += count
+    return copied
+
+
+def read_ahead(path):
+    """Ask the kernel to start reading a whole file now, so the disk works while its first chunks are cut."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # the read that follows reports it
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except (OSError, AttributeError):
+        pass
+    finally:
+        os.close(fd)
+
+
+def sync_filesystem(path):
+    """Flush the file system holding ``path`` (syncfs), not every file system of the node (sync)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if getattr(libc, 'syncfs', None) is None or libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
 
 
 def apply_metadata(path, entry, owner=True):

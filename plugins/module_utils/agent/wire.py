@@ -13,8 +13,6 @@ import socket
 import ssl
 import struct
 
-from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import peer_role
-
 try:
     import msgpack
     import zstandard
@@ -25,7 +23,9 @@ except ImportError:  # pragma: no cover - reported by the callers
 _FRAME = struct.Struct('>BII')
 MAX_HEADER = 16 * 1024 * 1024
 MAX_PAYLOAD = 256 * 1024 * 1024
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+BATCH_BYTES = 256 * 1024  # a batching channel sends its small frames together once this much waits
+READ_AHEAD = 256 * 1024  # bytes asked of the socket at once: many small frames arrive in one read
 
 
 class ProtocolError(Exception):
@@ -53,6 +53,15 @@ def client_context(ca_file, cert_file, key_file):
     return context
 
 
+def peer_role(peer_cert_dict):
+    """The role (OU) in a peer certificate as ``ssl.SSLSocket.getpeercert()`` returns it."""
+    for rdn in (peer_cert_dict or {}).get('subject', ()):
+        for key, value in rdn:
+            if key == 'organizationalUnitName':
+                return value
+    return None
+
+
 def require_role(tls_socket, allowed):
     role = peer_role(tls_socket.getpeercert())
     if role not in allowed:
@@ -61,15 +70,24 @@ def require_role(tls_socket, allowed):
 
 
 class Channel:
-    """Frames over a connected (TLS) socket. Not thread-safe: one channel per thread."""
+    """Frames over a connected (TLS) socket. Not thread-safe: one channel per thread.
 
-    def __init__(self, sock, level=1):
+    With ``batch`` small frames wait in a buffer until it holds ``BATCH_BYTES``, a big payload
+    follows, ``flush`` is called or the channel reads: a stream of thousands of small frames (a
+    tree's unchanged entries) costs a few socket writes instead of one per frame. Only a channel
+    whose reads and writes happen in one thread may batch, since a read sends what waits.
+    """
+
+    def __init__(self, sock, level=1, batch=False):
         self.sock = sock
         self._compressor = zstandard.ZstdCompressor(level=level)
         self._decompressor = zstandard.ZstdDecompressor()
         self.bytes_sent = 0  # on the wire, after compression
         self.bytes_received = 0
         self._skip_compression = 0  # payloads left to send raw after one that did not shrink
+        self._outgoing = bytearray() if batch else None
+        self._incoming = bytearray()
+        self._incoming_at = 0
 
     def send(self, kind, header=None, payload=b'', compress=True):
         header = dict(header or {})
@@ -86,13 +104,32 @@ class Channel:
                 # send the next payloads raw and try again after them.
                 self._skip_compression = 16
         head = msgpack.packb(header, use_bin_type=True)
-        self.sock.sendall(_FRAME.pack(kind, len(head), len(body)) + head)
+        frame = _FRAME.pack(kind, len(head), len(body)) + head
+        self.bytes_sent += len(frame) + len(body)
+        if self._outgoing is None:
+            self.sock.sendall(frame)
+            if body:
+                self.sock.sendall(body)
+            return
+        self._outgoing += frame
+        if len(body) < 4096:
+            self._outgoing += body
+            body = b''
+        if body or len(self._outgoing) >= BATCH_BYTES:
+            self.flush()
         if body:
             self.sock.sendall(body)
-        self.bytes_sent += _FRAME.size + len(head) + len(body)
+
+    def flush(self):
+        """Send the frames a batching channel holds back."""
+        if self._outgoing:
+            self.sock.sendall(self._outgoing)
+            del self._outgoing[:]
 
     def recv(self):
         """(kind, header, payload); raises EOFError when the peer closed cleanly between frames."""
+        if self._outgoing is not None:
+            self.flush()  # the peer may be waiting for them before it answers
         prefix = self._read(_FRAME.size, allow_eof=True)
         kind, head_len, body_len = _FRAME.unpack(prefix)
         if head_len > MAX_HEADER or body_len > MAX_PAYLOAD:
@@ -107,17 +144,42 @@ class Channel:
         return kind, header, body
 
     def _read(self, count, allow_eof=False):
-        buffer = bytearray(count)
-        view = memoryview(buffer)
-        got = 0
+        """``count`` bytes: from what an earlier read brought ahead, then from the socket."""
+        have = len(self._incoming) - self._incoming_at
+        if have >= count:
+            start = self._incoming_at
+            self._incoming_at += count
+            return bytes(self._incoming[start:self._incoming_at])
+        if count - have >= READ_AHEAD:  # a big payload: read the rest straight into its own buffer
+            buffer = bytearray(count)
+            buffer[:have] = self._incoming[self._incoming_at:]
+            self._incoming, self._incoming_at = bytearray(), 0
+            with memoryview(buffer) as view:
+                self._fill(view, have, count, count, allow_eof)
+            return bytes(buffer)
+        del self._incoming[:self._incoming_at]
+        self._incoming_at = 0
+        self._incoming.extend(bytes(READ_AHEAD))
+        try:
+            with memoryview(self._incoming) as view:
+                got = self._fill(view, have, count, have + READ_AHEAD, allow_eof)
+        except BaseException:
+            self._incoming = bytearray()  # the traceback may still hold a view of the old one
+            raise
+        del self._incoming[got:]
+        self._incoming_at = count
+        return bytes(self._incoming[:count])
+
+    def _fill(self, view, got, count, end, allow_eof):
+        """Read into ``view[got:end]`` until at least ``count`` bytes are there; returns how many are."""
         while got < count:
-            read = self.sock.recv_into(view[got:], count - got)
+            read = self.sock.recv_into(view[got:end], end - got)
             if read == 0:
                 if allow_eof and got == 0:
                     raise EOFError('peer closed the connection')
                 raise ProtocolError('connection closed in the middle of a frame')
             got += read
-        return bytes(buffer)
+        return got
 
 
 def keep_alive(sock, idle=60, interval=15, count=4):

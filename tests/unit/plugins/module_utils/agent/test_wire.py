@@ -112,3 +112,71 @@ def test_client_without_certificate_is_refused(tmp_path):
         channel.recv()
     server.thread.join(5)
     assert server.error is not None
+
+
+class CountingSocket:
+    """A plain socket that counts the calls a Channel makes on it."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.writes = self.reads = 0
+
+    def sendall(self, data):
+        self.writes += 1
+        self.sock.sendall(data)
+
+    def recv_into(self, view, count):
+        self.reads += 1
+        return self.sock.recv_into(view, count)
+
+
+def test_a_batching_channel_sends_small_frames_together_and_reads_ahead():
+    left, right = socket.socketpair()
+    sender, receiver = CountingSocket(left), CountingSocket(right)
+    outgoing, incoming = wire.Channel(sender, batch=True), wire.Channel(receiver)
+    big = os.urandom(600 * 1024)  # incompressible, larger than a read-ahead: read straight into its own buffer
+    frames = [(3, {'path': 'dir/file-%05d' % i}, b'') for i in range(2000)]
+    frames.insert(700, (4, {'big': True}, big))
+    frames.insert(1500, (5, {'small': True}, b'tiny payload'))
+    received = []
+
+    def read_all():
+        for _frame in frames:
+            received.append(incoming.recv())
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    for kind, header, payload in frames:
+        outgoing.send(kind, header, payload)
+    assert sender.writes < 10  # 2000 frames held back but for the big payload
+    outgoing.flush()
+    reader.join(10)
+    assert [(k, h, p) for k, h, p in received] == frames
+    assert receiver.reads < 100  # not three reads per frame
+    left.close()
+    right.close()
+
+
+def test_a_batching_channel_sends_what_waits_before_it_reads():
+    left, right = socket.socketpair()
+    asking, answering = wire.Channel(left, batch=True), wire.Channel(right)
+
+    def answer():
+        kind, header, _payload = answering.recv()
+        answering.send(kind, dict(header, answer=2))
+    peer = threading.Thread(target=answer)
+    peer.start()
+    asking.send(9, {'question': 1})  # held back: nothing is flushed by hand
+    assert asking.recv()[1] == {'question': 1, 'answer': 2}
+    peer.join(5)
+    left.close()
+    right.close()
+
+
+def test_a_frame_cut_short_is_an_error_not_an_end():
+    left, right = socket.socketpair()
+    incoming = wire.Channel(right)
+    left.sendall(b'\x03\x00\x00\x00\x10\x00\x00\x00\x00' + b'\x81')
+    left.close()
+    with pytest.raises(wire.ProtocolError):
+        incoming.recv()
+    right.close()
