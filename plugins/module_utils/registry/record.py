@@ -12,6 +12,10 @@ State that must outlive a run lives with the host that runs Ferry (``state_dir``
 ``~/.cache/ferry/registry``), never in the target registry itself. Losing the file costs one run with
 full checks; nothing else depends on it. Concurrent runs merge their entries when saving (the last
 writer wins for an entry both wrote).
+
+The file also remembers, per registry of these runs (its API base URL), the auth scheme it asked for: a
+registry that wants Basic credentials gets them with the first request of the next run, without the
+401 round trip that would teach it again.
 """
 
 from __future__ import annotations
@@ -40,24 +44,39 @@ def entry_key(target_repository, tag, digest):
 
 
 class Record:
-    """Entries ``{key: {source, digest, platforms, target_digest, media_type, image_platforms, blobs, bytes, verified}}``."""
+    """Entries ``{key: {source, digest, platforms, target_digest, media_type, image_platforms, blobs, bytes, verified}}``,
+    and ``registries`` ``{API base URL: {'auth': scheme}}``."""
 
     def __init__(self, path, now=None):
         self.path = path
         self.now = time.time() if now is None else now
-        self.entries = self._load()
+        self.entries, self.registries = self._load()
         self.updates = {}
         self.removed = set()
+        self.registry_updates = {}  # API base URL -> {'auth': scheme}, or None to forget it
 
     def _load(self):
+        """(entries, registries) of the file; both empty when it is missing or unreadable."""
         try:
             with open(self.path, encoding='utf-8') as handle:
                 data = json.load(handle)
         except (OSError, ValueError):
-            return {}
+            return {}, {}
         if not isinstance(data, dict) or data.get('version') != RECORD_VERSION or not isinstance(data.get('entries'), dict):
-            return {}
-        return data['entries']
+            return {}, {}
+        registries = data.get('registries')
+        return data['entries'], registries if isinstance(registries, dict) else {}
+
+    def auth_scheme(self, registry):
+        """The auth scheme an earlier run learned of ``registry`` (its API base URL), or None."""
+        known = self.registries.get(registry)
+        return known.get('auth') if isinstance(known, dict) else None
+
+    def note_auth_scheme(self, registry, scheme):
+        """Remember (or, with None, forget) the scheme ``registry`` asked for in this run."""
+        if scheme != self.auth_scheme(registry):
+            self.registry_updates[registry] = {'auth': scheme} if scheme else None
+            self.registries[registry] = {'auth': scheme} if scheme else {}
 
     def get(self, key):
         entry = self.entries.get(key)
@@ -94,22 +113,27 @@ class Record:
 
     def save(self):
         """Merge this run's entries into the file (re-read, so concurrent runs keep theirs) and replace it atomically."""
-        if not self.updates and not self.removed:
+        if not self.updates and not self.removed and not self.registry_updates:
             return
         directory = os.path.dirname(self.path)
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        entries = self._load()
+        entries, registries = self._load()
         for key in self.removed:
             entries.pop(key, None)
         entries.update(self.updates)
         entries = {key: entry for key, entry in entries.items()
                    if isinstance(entry, dict) and isinstance(entry.get('verified'), (int, float)) and self.now - entry['verified'] < KEEP}
+        for registry, known in self.registry_updates.items():
+            if known:
+                registries[registry] = known
+            else:
+                registries.pop(registry, None)
         temporary = '%s.%d.tmp' % (self.path, os.getpid())
         try:
             with open(temporary, 'w', encoding='utf-8') as handle:
-                json.dump({'version': RECORD_VERSION, 'entries': entries}, handle, sort_keys=True, separators=(',', ':'))
+                json.dump({'version': RECORD_VERSION, 'entries': entries, 'registries': registries}, handle, sort_keys=True, separators=(',', ':'))
             os.replace(temporary, self.path)
         finally:
             if os.path.exists(temporary):
                 os.unlink(temporary)
-        self.updates, self.removed = {}, set()
+        self.updates, self.removed, self.registry_updates = {}, set(), {}

@@ -26,7 +26,6 @@ import os
 import threading
 import time
 
-from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress
 from ansible_collections.ferry.kube.plugins.module_utils.registry.client import (
     DEFAULT_CHUNK_SIZE,
     FOREIGN_LAYER_TYPES,
@@ -35,64 +34,11 @@ from ansible_collections.ferry.kube.plugins.module_utils.registry.client import 
     digest_of,
 )
 from ansible_collections.ferry.kube.plugins.module_utils.registry.errors import NotFoundError, RegistryError, RetryableError
-from ansible_collections.ferry.kube.plugins.module_utils.registry.record import entry_key
+from ansible_collections.ferry.kube.plugins.module_utils.registry.jobs import COUNTERS
+from ansible_collections.ferry.kube.plugins.module_utils.registry.reference import parse
 from ansible_collections.ferry.kube.plugins.module_utils.registry.workers import Background, parallel
-from ansible_collections.ferry.kube.plugins.module_utils.registry.reference import (
-    Reference,
-    is_repository_path,
-    match_rewrite,
-    parse,
-    parse_prefix,
-)
 
 BLOB_ATTEMPTS = 3
-COUNTERS = ('manifests_copied', 'blobs_copied', 'blobs_skipped', 'blobs_mounted', 'blobs_foreign', 'bytes_copied', 'bytes_skipped', 'bytes_mounted')
-
-
-class Job:
-    """One image to replicate: where it is, where it goes, and (as the run goes on) what happened to it."""
-
-    def __init__(self, source, repository, reference, tag, target_repository):
-        self.source = source  # RegistryClient
-        self.repository = repository
-        self.reference = reference  # what to read: the digest if given, else the tag
-        self.tag = tag  # what to tag at the target (None: by digest only)
-        self.target_repository = target_repository
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self):
-        """Forget a plan (to make it again, checking the target)."""
-        self.manifests = []  # (Manifest, reference to push it as), children first
-        self.blobs = []  # descriptors to find at the target
-        self.error = None
-        self.trusted = False  # taken as present from the record, without asking the target
-        self.image_blobs = [0, 0]  # blobs and bytes of the image's manifests, counted per manifest (what a later run skips)
-        self.result = {key: 0 for key in COUNTERS}
-        self.result.update(source=self.source_ref(), status='planned', from_record=False)
-
-    @property
-    def key(self):
-        """The record's key: target repository and tag (or digest, for an image copied by digest only)."""
-        return entry_key(self.target_repository, self.tag, self.reference)
-
-    @property
-    def source_name(self):
-        return '%s/%s' % (self.source.name, self.repository)
-
-    def source_ref(self):
-        ref = Reference(self.source.name, self.repository, self.tag, self.reference if ':' in self.reference else None)
-        return str(ref)
-
-    def count(self, **amounts):
-        with self._lock:
-            for key, amount in amounts.items():
-                self.result[key] += amount
-
-    def count_image(self, blobs, size):
-        with self._lock:
-            self.image_blobs[0] += blobs
-            self.image_blobs[1] += size
 
 
 def platform_name(platform):
@@ -115,31 +61,6 @@ def platform_matches(platform, wanted):
     return True
 
 
-def compile_mapping(mapping):
-    """Rules [(normalised source prefix, target repository prefix)] from ``[{'from':..., 'to':...}]``, longest first."""
-    rules = []
-    for index, rule in enumerate(mapping or []):
-        try:
-            source = parse_prefix(rule['from'])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RegistryError('mapping %d: %s' % (index + 1, exc)) from None
-        target = (rule.get('to') or '').strip('/')
-        if not is_repository_path(target):
-            raise RegistryError('mapping %d: "to" must be a repository path on the target, like mirror/team (not %r)' % (index + 1, rule.get('to')))
-        rules.append((source, target))
-    rules.sort(key=lambda pair: len(pair[0]), reverse=True)
-    return rules
-
-
-def target_repository(ref, target_prefix=None, mapping_rules=()):
-    """Where a source repository goes: the longest matching mapping rule, else ``target_prefix/<source path>``."""
-    mapped = match_rewrite(ref.name, [(source, 'x/' + target) for source, target in mapping_rules])
-    if mapped is not None:
-        return mapped[2:]
-    prefix = (target_prefix or '').strip('/')
-    return '%s/%s' % (prefix, ref.repository) if prefix else ref.repository
-
-
 class Replicator:
     """Copies jobs' images to ``target``; ``run(jobs)`` returns the summary with one result per job."""
 
@@ -154,7 +75,8 @@ class Replicator:
         self.platforms = [p for p in (platforms or []) if p]
         self.platform_key = sorted(p.strip().lower() for p in self.platforms)
         self.check_mode = check_mode
-        self.progress = Progress('registry sync', report)
+        self.report = report
+        self.progress = None  # a pool.progress.Progress while blobs and manifests are copied
         self._lock = threading.Lock()
         self._claimed = {}  # (target repository, digest) -> the job that copies it
         self._known = {}  # digest -> a target repository that has it (for mounts)
@@ -170,26 +92,31 @@ class Replicator:
         started = time.monotonic()
         jobs = list(jobs)
         workers = self.concurrency
-        with self.progress:
-            spot = self._spot_check(jobs)
-            parallel(self._plan_guarded, jobs, workers)
-            if spot is not None and not spot.result():
-                trusted = [job for job in jobs if job.trusted]
-                for job in trusted:  # the target lost what the record says it had: check everything
-                    job.reset()
-                self.record_trusted = False
-                parallel(self._plan_guarded, trusted, workers)
-            if self._needed and self._unread:  # blobs to place: learn what present images hold, for mounts
-                parallel(self._read_unread, list(self._unread.items()), workers)
-            total = sum(d.get('size') or 0 for entries in self._needed.values() for d in [entries[0][1]])
-            self.progress.set_total(total, len(self._needed))
-            if not self.check_mode:
-                parallel(self._transfer_guarded, list(self._needed.items()), workers)
-                parallel(self._push_guarded, jobs, workers)
-            else:
-                for digest, entries in self._needed.items():
-                    self._predict(digest, entries)
+        spot = self._spot_check(jobs)
+        parallel(self._plan_guarded, jobs, workers)
+        if spot is not None and not spot.result():
+            trusted = [job for job in jobs if job.trusted]
+            for job in trusted:  # the target lost what the record says it had: check everything
+                job.reset()
+            self.record_trusted = False
+            parallel(self._plan_guarded, trusted, workers)
+        if self._needed and self._unread:  # blobs to place: learn what present images hold, for mounts
+            parallel(self._read_unread, list(self._unread.items()), workers)
+        if self.check_mode:
+            for digest, entries in self._needed.items():
+                self._predict(digest, entries)
+        elif self._needed or any(job.manifests for job in jobs):
+            self._copy(jobs)
         return self._summary(jobs, time.monotonic() - started)
+
+    def _copy(self, jobs):
+        """Blobs, then manifests, with progress reports; ``pool.progress`` is imported only when there is something to copy."""
+        from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress  # pylint: disable=import-outside-toplevel
+        self.progress = Progress('registry sync', self.report)
+        self.progress.set_total(sum(entries[0][1].get('size') or 0 for entries in self._needed.values()), len(self._needed))
+        with self.progress:
+            parallel(self._transfer_guarded, list(self._needed.items()), self.concurrency)
+            parallel(self._push_guarded, jobs, self.concurrency)
 
     @staticmethod
     def _pick(candidates):

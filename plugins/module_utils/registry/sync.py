@@ -16,17 +16,10 @@ import fnmatch
 from ansible_collections.ferry.kube.plugins.module_utils.registry.auth import detect_kind, resolve_credentials
 from ansible_collections.ferry.kube.plugins.module_utils.registry.client import DEFAULT_CHUNK_SIZE, RegistryClient
 from ansible_collections.ferry.kube.plugins.module_utils.registry.errors import RegistryError
+from ansible_collections.ferry.kube.plugins.module_utils.registry.jobs import Job, compile_mapping, target_repository
 from ansible_collections.ferry.kube.plugins.module_utils.registry.record import Record, record_path
 from ansible_collections.ferry.kube.plugins.module_utils.registry.reference import is_domain, parse
-from ansible_collections.ferry.kube.plugins.module_utils.registry.replicate import (
-    Job,
-    Replicator,
-    compile_mapping,
-    digests_of,
-    rewrites_of,
-    target_repository,
-)
-from ansible_collections.ferry.kube.plugins.module_utils.registry.workers import parallel
+from ansible_collections.ferry.kube.plugins.module_utils.registry.workers import Background, parallel
 
 GLOB_CHARS = '*?['
 
@@ -122,6 +115,37 @@ def repository_jobs(repositories, sources, target_prefix, rules, workers=1):
     return jobs
 
 
+class Listing:
+    """``list_jobs()`` on a thread, and each registry pinged on one of its own (reachable, a registry, the credentials work):
+    the caller goes on meanwhile. A failed check explains a failure best: ``jobs()`` raises its error instead of what
+    listing raised, the target's before the source's."""
+
+    def __init__(self, registries, list_jobs):
+        self.checks = [Background(client.ping) for client in registries]
+        self.listing = Background(list_jobs)
+
+    def jobs(self):
+        try:
+            return self.listing.result()
+        finally:
+            for check in self.checks:
+                check.result()
+
+
+def recall_auth(record, registries):
+    """Registries start from the auth scheme the record remembers of them (Basic credentials with the first request)."""
+    if record is not None:
+        for client in registries:
+            client.auth.assume(record.auth_scheme(client.base))
+
+
+def remember_auth(record, registries):
+    """What this run learned of each registry's auth scheme, for the next run."""
+    if record is not None:
+        for client in registries:
+            record.note_auth_scheme(client.base, client.auth.learned())
+
+
 def unique(jobs):
     seen, kept = set(), []
     for job in jobs:
@@ -142,13 +166,20 @@ def sync(params, check_mode=False, report=None, secret_sink=None):
     rules = compile_mapping(params.get('mapping'))
     target = open_registry(params.get('target'), 'target', pool_size=pool_size, timeout=timeout, secret_sink=secret_sink)
     sources = Sources(params.get('source'), pool_size, timeout, secret_sink)
-    record = None
+    record = Record(record_path(params['state_dir'], target.base)) if params.get('state_dir') else None
+    registries = [target] + ([sources.configured] if sources.configured else [])
+    recall_auth(record, registries)
     try:
         # fail early on unreachable registries and refused credentials
-        parallel(lambda client: client.ping(), [target] + ([sources.configured] if sources.configured else []), 2)
-        jobs = image_jobs(params.get('images'), sources, params.get('target_prefix'), rules)
-        jobs += repository_jobs(params.get('repositories'), sources, params.get('target_prefix'), rules, concurrency)
-        record = Record(record_path(params['state_dir'], target.base)) if params.get('state_dir') else None
+        listing = Listing(registries, lambda: image_jobs(params.get('images'), sources, params.get('target_prefix'), rules)
+                          + repository_jobs(params.get('repositories'), sources, params.get('target_prefix'), rules, concurrency))
+        # the engine is compiled (as Ansible's modules are, at every run) while the registries answer
+        from ansible_collections.ferry.kube.plugins.module_utils.registry.replicate import (  # pylint: disable=import-outside-toplevel
+            Replicator,
+            digests_of,
+            rewrites_of,
+        )
+        jobs = listing.jobs()
         replicator = Replicator(target, concurrency=concurrency, chunk_size=params.get('chunk_size') or DEFAULT_CHUNK_SIZE,
                                 platforms=params.get('platforms'), check_mode=check_mode, report=report, record=record,
                                 verify=bool(params.get('verify')))
@@ -156,6 +187,7 @@ def sync(params, check_mode=False, report=None, secret_sink=None):
     finally:
         target.close()
         sources.close()
+    remember_auth(record, registries)
     if record is not None and not check_mode:
         try:
             record.save()

@@ -13,8 +13,9 @@ answer framed by ``Content-Length`` or chunked encoding (or by the end of the co
   connection the server closed while idle is dropped before use, and a request that finds it closed
   anyway is sent again on a new one when its body can be replayed;
 - TLS verified against ``ca_file`` (only that bundle), or the system's CA store (``SSL_CERT_FILE``,
-  ``SSL_CERT_DIR``; certifi's bundle when the system has none), or not at all (``verify=False``); the
-  same context verifies token services;
+  ``SSL_CERT_DIR``; certifi's bundle when the system has none), or not at all (``verify=False``); one
+  context per bundle in a process, shared by the source's and the target's clients and their token services;
+- host names sent to the resolver and as SNI in ASCII, so that the ``idna`` codec is not imported for them;
 - redirects followed (10 at most) for replayable bodies, as requests does: ``303`` (and ``301``/``302``
   after a POST) become a GET, and ``Authorization`` is dropped when the redirect leaves the host
   (a registry sending blob downloads to object storage);
@@ -48,6 +49,8 @@ _LINK_PARAM_RE = re.compile(r';\s*([^=;,\s]+)\s*=\s*"?([^";,]*)"?')
 _RESET = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 MAX_LINE = 65536
 MAX_HEADERS = 200
+_CONTEXTS = {}  # shared_context's: verify (or the CA file's identity) -> SSLContext
+_CONTEXTS_LOCK = threading.Lock()
 
 
 class TransportError(Exception):
@@ -68,6 +71,24 @@ class ProtocolError(Exception):
 
 class Closed(ConnectionResetError):
     """The server closed the connection instead of answering (a kept-alive connection it dropped)."""
+
+
+def shared_context(verify=True):
+    """The ``tls_context`` for ``verify``, made once per process: loading CAs is the dearest part of a connection's set-up,
+    and a run opens clients for the source and the target (often with one CA bundle). A CA file is known by its path and
+    its identity on disk, so a bundle rewritten in place is loaded again."""
+    key = verify
+    if isinstance(verify, str):
+        try:
+            status = os.stat(verify)
+            key = (verify, status.st_ino, status.st_mtime_ns, status.st_size)
+        except OSError:
+            return tls_context(verify)  # ssl words the error
+    with _CONTEXTS_LOCK:
+        context = _CONTEXTS.get(key)
+        if context is None:
+            context = _CONTEXTS[key] = tls_context(verify)
+        return context
 
 
 def tls_context(verify=True):
@@ -97,6 +118,12 @@ def _has_ca_dir():
         return bool(directory) and any(name.endswith(('.0', '.pem', '.crt')) for name in os.listdir(directory))
     except OSError:
         return False
+
+
+def wire_host(host):
+    """A host name as bytes for name resolution and SNI: given a str, socket and ssl encode it with the idna codec, whose
+    import (with stringprep and unicodedata) costs more than a request; only a non-ASCII name needs it."""
+    return host.encode('ascii') if host.isascii() else host.encode('idna')
 
 
 def parse_links(header):
@@ -271,13 +298,14 @@ class Connection:
         return host if self.port == (443 if self.context is not None else 80) else '%s:%d' % (host, self.port)
 
     def connect(self):
-        sock = socket.create_connection(self.proxy or (self.host, self.port), timeout=self.timeout)
+        host, port = self.proxy or (self.host, self.port)
+        sock = socket.create_connection((wire_host(host), port), timeout=self.timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.proxy is not None and self.context is not None:
                 self._tunnel(sock)
             if self.context is not None:
-                sock = self.context.wrap_socket(sock, server_hostname=self.host)
+                sock = self.context.wrap_socket(sock, server_hostname=wire_host(self.host))
         except BaseException:
             sock.close()
             raise
@@ -419,7 +447,7 @@ class Transport:
     def context(self):
         with self._lock:
             if self._context is None:
-                self._context = tls_context(self.verify)
+                self._context = shared_context(self.verify)
             return self._context
 
     def close(self):

@@ -12,7 +12,7 @@ from fake_registry import FakeRegistry, digest
 from moto_server import MotoServer
 from tls import make_ca_and_server
 
-from ansible_collections.ferry.kube.plugins.module_utils.registry import auth
+from ansible_collections.ferry.kube.plugins.module_utils.registry import auth, cloud
 # Azure AD's recorded answers, shared with the AKS connection tests
 from ansible_collections.ferry.kube.tests.unit.plugins.module_utils.kube.test_cloud_auth import RecordedAzureTransport
 from ansible_collections.ferry.kube.tests.unit.plugins.module_utils.kube.test_cloud_auth import _form as form_of
@@ -129,6 +129,40 @@ def test_basic_challenge_then_preemptive():
         client.ping()
         client.manifest_head('app', '1')
         assert [r['authorization'] is not None for r in registry.requests] == [False, True, True]
+
+
+def test_remembered_basic_scheme_sends_credentials_with_the_first_request():
+    with FakeRegistry(basic=('u', 'p')) as registry:
+        registry.add_image('app', '1', [b'x'])
+        client = RegistryClient(registry.url, option='source', credentials=Credentials('u', 'p'))
+        client.auth.assume('basic')
+        client.manifest_head('app', '1')
+        assert [r['authorization'] for r in registry.requests] == [basic('u', 'p')]  # no 401 to learn it first
+        assert client.auth.learned() == 'basic'
+        wrong = RegistryClient(registry.url, option='source', credentials=Credentials('u', 'not-p'))
+        wrong.auth.assume('basic')
+        with pytest.raises(RegistryAuthError, match=r'check source.username and source.password \(user "u"\)'):
+            wrong.ping()
+
+
+def test_remembered_basic_scheme_gives_way_to_a_bearer_challenge():
+    with ScriptedServer(token_service(basic('ferry', 'hub-pat'))) as tokens:
+        with FakeRegistry(bearer={'realm': tokens.url + '/token', 'service': 's', 'token': 'registry-token'}) as registry:
+            registry.add_image('app', '1', [b'x'])
+            client = RegistryClient(registry.url, option='source', credentials=Credentials('ferry', 'hub-pat'))
+            client.auth.assume('basic')
+            assert client.manifest_head('app', '1')[0] == digest(registry.manifests[('app', '1')][0])
+            assert [r['authorization'] for r in registry.requests] == [basic('ferry', 'hub-pat'), 'Bearer registry-token']
+            assert client.auth.learned() is None  # a later run starts without assuming Basic
+
+
+def test_nothing_is_assumed_without_a_user_and_password():
+    anonymous = RegistryClient('127.0.0.1:9', option='source')
+    anonymous.auth.assume('basic')
+    assert anonymous.auth.authorization([]) is None and anonymous.auth.learned() is None
+    token = RegistryClient('127.0.0.1:9', option='source', credentials=Credentials(token='ready'))
+    token.auth.assume('basic')
+    assert token.auth.authorization([]) == 'Bearer ready'
 
 
 # -- ECR against moto ---------------------------------------------------------------------------------
@@ -270,16 +304,16 @@ def test_acr_exchange_and_refresh_token_flow(tls):
 def test_acr_service_principal_to_aad_token():
     options = {'tenant_id': 'tenant', 'client_id': 'app', 'client_secret': 's3cret'}
     transport = RecordedAzureTransport('tenant')
-    token = auth.azure_ad_token(options, 'target', transport=transport, disable_instance_discovery=True)
+    token = cloud.azure_ad_token(options, 'target', transport=transport, disable_instance_discovery=True)
     assert token.endswith('.aks.sig')  # what the recorded exchange answers
     token_request = [r for r in transport.sent if r.url.endswith('/token')][0]
-    assert form_of(token_request)['scope'] == auth.ACR_AAD_SCOPE == 'https://management.azure.com/.default'
+    assert form_of(token_request)['scope'] == cloud.ACR_AAD_SCOPE == 'https://management.azure.com/.default'
     with pytest.raises(RegistryAuthError, match=r'cannot get an Azure AD token for the registry \(target.acr\)') as caught:
-        auth.azure_ad_token(dict(options, client_secret='wrong-secret'), 'target', transport=RecordedAzureTransport('tenant'),
-                            disable_instance_discovery=True)
+        cloud.azure_ad_token(dict(options, client_secret='wrong-secret'), 'target', transport=RecordedAzureTransport('tenant'),
+                             disable_instance_discovery=True)
     assert 'wrong-secret' not in str(caught.value)
     with pytest.raises(RegistryError, match='target.acr.tenant_id'):
-        auth.azure_ad_token({'client_id': 'app', 'client_secret': 's'}, 'target')
+        cloud.azure_ad_token({'client_id': 'app', 'client_secret': 's'}, 'target')
 
 
 # -- OCIR, generic -----------------------------------------------------------------------------------

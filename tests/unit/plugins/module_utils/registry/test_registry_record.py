@@ -86,7 +86,29 @@ def test_record_round_trip_age_and_merge(tmp_path):
     assert sorted(Record(path).entries) == ['mirror/c:1']
 
 
-@pytest.mark.parametrize('content', ['not json', '[]', '{"version": 99, "entries": {}}', '{"version": 1, "entries": []}'])
+def test_record_remembers_the_auth_scheme_of_registries(tmp_path):
+    path = str(tmp_path / 'record.json')
+    first = Record(path)
+    assert first.auth_scheme('https://src:5000') is None
+    first.note_auth_scheme('https://src:5000', 'basic')
+    first.note_auth_scheme('https://dst:5000', 'basic')
+    first.save()
+    assert json.loads(open(path, encoding='utf-8').read())['registries'] == {'https://src:5000': {'auth': 'basic'}, 'https://dst:5000': {'auth': 'basic'}}
+    unchanged = Record(path)
+    unchanged.note_auth_scheme('https://src:5000', 'basic')
+    assert not unchanged.registry_updates  # nothing new: a run with nothing changed writes nothing
+    # a registry that asks otherwise now is forgotten; another run's entry for a third registry is kept
+    one, two = Record(path), Record(path)
+    one.note_auth_scheme('https://src:5000', None)
+    two.note_auth_scheme('https://third:5000', 'basic')
+    two.save()
+    one.save()
+    again = Record(path)
+    assert [again.auth_scheme(url) for url in ('https://src:5000', 'https://dst:5000', 'https://third:5000')] == [None, 'basic', 'basic']
+
+
+@pytest.mark.parametrize('content', ['not json', '[]', '{"version": 99, "entries": {}}', '{"version": 1, "entries": []}',
+                                     '{"version": 1, "entries": {}, "registries": []}'])
 def test_unreadable_record_is_empty(tmp_path, content):
     path = tmp_path / 'record.json'
     path.write_text(content)
@@ -122,6 +144,29 @@ def test_second_run_trusts_the_record_and_verify_checks_the_target(registries, p
     checked = sync(params(registries, prefix, tmp_path, images=images, verify=True))
     assert not any(image['from_record'] for image in checked['images'])
     assert ('HEAD', '/v2/%s/app/manifests/1' % prefix) in target_requests and ('HEAD', '/v2/%s/multi/manifests/1' % prefix) in target_requests
+
+
+def test_second_run_sends_credentials_without_waiting_for_a_challenge(registries, prefix, tmp_path, monkeypatch):
+    images = [registries.source.name + '/app:1']
+    sync(params(registries, prefix, tmp_path, images=images))
+    record = Record(record_path(str(tmp_path), registries.target.url))
+    assert record.auth_scheme(registries.source.url) == record.auth_scheme(registries.target.url) == 'basic'
+    statuses = []
+    original = RegistryClient.raw_request
+
+    def spy(self, method, url, **kwargs):
+        response = original(self, method, url, **kwargs)
+        statuses.append(response.status_code)
+        return response
+
+    monkeypatch.setattr(RegistryClient, 'raw_request', spy)
+    again = sync(params(registries, prefix, tmp_path, images=images))
+    assert again['images'][0]['from_record'] is True
+    assert statuses and 401 not in statuses  # the pings, the source HEAD and the spot check, each answered at once
+    # without a record, the registries are asked first
+    del statuses[:]
+    sync(params(registries, prefix, tmp_path / 'other', images=images))
+    assert statuses.count(401) == 2
 
 
 def test_manifest_deleted_at_the_target_is_copied_again_with_verify(registries, prefix, tmp_path, monkeypatch):

@@ -224,6 +224,15 @@ def test_wrong_password_names_the_option_not_the_password(registries, prefix):
         sync(params(registries, prefix, images=[registries.source.name + '/app:1'], source=anonymous))
 
 
+def test_failed_check_explains_a_failed_listing(registries, prefix):
+    """The pings run while the tags are listed: a target refusing the credentials is what the run reports, not the listing."""
+    wrong = registries.option('target', password='not-the-password-' + prefix)
+    with pytest.raises(RegistryAuthError, match='target registry %s refused the credentials' % registries.target.name):
+        sync(params(registries, prefix, repositories=[{'name': 'no-such-repository', 'all_tags': True}], target=wrong))
+    with pytest.raises(NotFoundError, match='no-such-repository'):  # when the registries are fine, the listing's own error
+        sync(params(registries, prefix, repositories=[{'name': 'no-such-repository', 'all_tags': True}]))
+
+
 def test_tls_failure_points_at_ca_file(registries, prefix):
     option = registries.option('target')
     del option['ca_file']
@@ -267,3 +276,18 @@ def test_tags_of_one_index_in_one_run(registries, prefix):
     assert result['manifests_copied'] == 2 + len(tags)
     for tag in tags:
         assert target_digest(registries, '%s/%s-src/multi' % (prefix, prefix), ':' + tag) == registries.images['multi']['digest']
+
+
+def test_engine_import_leaves_out_what_a_run_with_nothing_to_copy_does_not_need():
+    """Ansible compiles a module's code at every run: the engine's import leaves out the copy engine (compiled while the registries
+    answer the first requests), cloud credentials, progress reports, and the standard library's heavier HTTP and logging packages."""
+    import os  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    code = 'import sys; import ansible_collections.ferry.kube.plugins.module_utils.registry.sync; print("\\n".join(sys.modules))'
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    loaded = set(subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, check=True).stdout.split())
+    engine = 'ansible_collections.ferry.kube.plugins.module_utils.'
+    unwanted = [engine + 'registry.replicate', engine + 'registry.cloud', engine + 'pool.progress', 'concurrent.futures', 'logging',
+                'http.client', 'email', 'urllib.request', 'encodings.idna', 'requests']
+    assert [name for name in unwanted if name in loaded] == []

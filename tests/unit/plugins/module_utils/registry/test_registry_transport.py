@@ -1,8 +1,11 @@
 """The registry client's HTTP/1.1 transport against a server that writes its answers byte by byte: framing, keep-alive,
 redirects, streamed bodies, proxies, TLS."""
 
+import os
 import socket
 import socketserver
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -189,6 +192,35 @@ def test_http_proxy_from_the_environment(monkeypatch):
     assert request['target'] == 'http://registry.invalid:5000/v2/'
     assert request['headers']['host'] == 'registry.invalid:5000'
     assert request['headers']['proxy-authorization'] == 'Basic bWU6c2VjcmV0'
+
+
+def test_clients_share_one_tls_context_per_ca_file(tmp_path):
+    tls = make_ca_and_server(str(tmp_path), prefix='shared')
+    with RawServer(lambda *args: answer(body=b'ok'), tls=tls) as server:
+        first, second = Transport(verify=tls['ca']), Transport(verify=tls['ca'])
+        assert first.request('GET', server.url + '/v2/').content == second.request('GET', server.url + '/v2/').content == b'ok'
+        assert first.context() is second.context()  # the CA bundle was loaded once
+        assert Transport(verify=False).context() is Transport(verify=False).context()
+        assert Transport(verify=False).context() is not first.context()
+        # a bundle rewritten in place (a renewed CA) is loaded again
+        (tmp_path / 'other').mkdir()
+        other = make_ca_and_server(str(tmp_path / 'other'), prefix='other')
+        with open(other['ca'], encoding='ascii') as source, open(tls['ca'], 'w', encoding='ascii') as bundle:
+            bundle.write(source.read())
+        renewed = Transport(verify=tls['ca'])
+        assert renewed.context() is not first.context()
+        with pytest.raises(TLSError, match='CERTIFICATE_VERIFY_FAILED'):
+            renewed.request('GET', server.url + '/v2/')
+
+
+def test_a_request_does_not_import_the_idna_codec():
+    """Names go to the resolver and to SNI as ASCII bytes: the idna codec (with unicodedata) costs more to import than a request."""
+    with RawServer(lambda *args: answer(body=b'ok')) as server:
+        code = ('import sys; from ansible_collections.ferry.kube.plugins.module_utils.registry.transport import Transport; '
+                'Transport().request("GET", "http://localhost:%d/v2/"); print(sorted(m for m in sys.modules if "idna" in m or m == "unicodedata"))'
+                % server.port)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, check=True).stdout.strip() == '[]'
 
 
 def test_tls_with_a_ca_file(tmp_path):
