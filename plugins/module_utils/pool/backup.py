@@ -2,12 +2,12 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Back up directories (volume trees) and metadata blobs into a new restore point.
 
-The walk runs in the calling thread; files that changed since the parent point (size, mtime,
-ctime, inode) are cut into content-defined chunks by worker threads, which hash, compress, seal and
-pack the chunks the pool does not hold yet. Unchanged files keep the parent's chunk list without
-being read. Entries are written to the tree in walk order while later files are still being
-chunked, so memory stays bounded by the number of workers and packs in flight, not by the size
-of the tree. Every point is logically full: it lists every file's chunks, so restoring or
+The walk runs in a child process (``walker``); files that changed since the parent point (size,
+mtime, ctime, inode) are cut into content-defined chunks by worker threads, which hash, compress,
+seal and pack the chunks the pool does not hold yet. Unchanged files keep the parent's chunk list
+without being read, and their entries are written back as the parent's packed bytes. Entries are
+written to the tree in walk order while later files are still being chunked, so memory stays
+bounded by the number of workers and packs in flight, not by the size of the tree. Every point is logically full: it lists every file's chunks, so restoring or
 deleting a point never depends on another point.
 """
 
@@ -26,7 +26,8 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io, 
 from ansible_collections.ferry.kube.plugins.module_utils.pool.engine import release_freed_memory
 from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress, count_trees
 from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import PoolError
-from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import ParentTree, TreeWriter, read_tree
+from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import ParentTree, TreeWriter, read_tree_records
+from ansible_collections.ferry.kube.plugins.module_utils.pool.walker import TreeWalk
 from ansible_collections.ferry.kube.plugins.module_utils.pool.writer import BlobWriter
 
 try:
@@ -36,6 +37,9 @@ except ImportError:  # pragma: no cover
 
 METADATA_PIECE = 4 * 1024 * 1024
 WINDOW_ENTRIES = 8192        # entries waiting for an earlier file's chunks before the walk pauses (a few MB)
+# an unchanged entry waits as its packed bytes (a few hundred bytes, not a dictionary): the walk goes on
+# four times as far, so a big changed file late in the tree is found, and read, while earlier ones are still cut
+PACKED_PER_ENTRY = 4
 IN_FLIGHT_PER_WORKER = 4     # files handed to the chunking workers ahead of them
 CHECKPOINT_SECONDS = 60.0
 CHECKPOINT_BYTES = 512 * 1024 * 1024  # stored bytes between checkpoints at most
@@ -45,18 +49,22 @@ class Backup:
     """One backup run; ``run`` returns the new point's manifest."""
 
     def __init__(self, pool, volumes, group='default', tags=None, parent='latest', metadata=None,
-                 workers=None, progress=None, compare_identity=True, skip=(walk.STATE_DIR_NAME,), checkpoint_seconds=None):
+                 workers=None, progress=None, compare_identity=True, skip=(walk.STATE_DIR_NAME,), checkpoint_seconds=None, walks=None):
+        """``walks``: {volume name: TreeWalk} started ahead (``start_walks``), so the walk runs while the pool opens."""
         self.pool = pool
         self.volumes = dict(volumes)
         self.group = group
         self.tags = dict(tags or {})
         self.parent_ref = parent
         self.metadata = dict(metadata or {})
-        self.workers = workers or min(4, (os.cpu_count() or 2))
+        # one more than the cores: a worker waiting for the disk leaves its core to another (measured on
+        # 2 cores: a full backup about 10% faster with 3 than with 2)
+        self.workers = workers or min(4, (os.cpu_count() or 2) + 1)
         self.progress = progress or Progress('backup')
         self.compare_identity = compare_identity
         self.skip = tuple(skip)
         self.checkpoint_seconds = CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
+        self.walks = dict(walks or {})
         config = pool.config
         self.chunk_params = (config['chunk_avg'], config['chunk_min'], config['chunk_max'])
         for name, path in self.volumes.items():
@@ -77,12 +85,14 @@ class Backup:
                     for name, path in sorted(self.volumes.items()):
                         parent_tree = None
                         if parent and name in parent['volumes']:
-                            parent_tree = ParentTree(read_tree(self.pool, parent['volumes'][name]['tree']))
-                        volumes[name] = self._volume(writer, path, parent_tree)
+                            parent_tree = ParentTree(read_tree_records(self.pool, parent['volumes'][name]['tree']))
+                        volumes[name] = self._volume(writer, path, parent_tree, self._walk(name, path))
                 metadata = {name: self._metadata(writer, blob) for name, blob in sorted(self.metadata.items())}
                 writer.checkpoint()
             finally:
                 writer.close()
+                for tree_walk in self.walks.values():
+                    tree_walk.close()
             manifest = self._manifest(parent, volumes, metadata, writer.stats, started)
             self.pool.write_point(manifest)
             return manifest
@@ -97,10 +107,23 @@ class Backup:
                 return None  # the group's first point
             raise
 
-    def _volume(self, writer, root, parent_tree):
+    def _walk(self, name, root):
+        """The walk started ahead for this volume if it walks what this backup needs, else a new one."""
+        options = (self.skip, True, not self.compare_identity)
+        tree_walk = self.walks.get(name)
+        if tree_walk is not None and not tree_walk.matches(root, *options):
+            tree_walk.close()
+            tree_walk = None
+        if tree_walk is None:
+            tree_walk = self.walks[name] = TreeWalk(root, *options)
+        return tree_walk
+
+    def _volume(self, writer, root, parent_tree, entries):
         stats = {'files': 0, 'dirs': 0, 'links': 0, 'bytes': 0, 'files_changed': 0, 'files_unchanged': 0, 'bytes_read': 0}
         trees = TreeWriter(writer)
         window, in_flight = deque(), set()
+        held = 0  # the window's weight: an entry counts PACKED_PER_ENTRY, a packed one 1
+        limit = WINDOW_ENTRIES * PACKED_PER_ENTRY
         batch = _Batch()
         unchanged_bytes = unchanged_files = 0
         self._last_checkpoint = time.monotonic()
@@ -114,16 +137,19 @@ class Backup:
                 in_flight.add(future)
                 return future
 
-            for entry in walk.scan(root, skip=self.skip, identity=True, file_xattrs=not self.compare_identity):
-                slot = None
+            for entry in entries:
+                slot = packed = None
+                previous, previous_packed = parent_tree.find_record(entry['path']) if parent_tree is not None else (None, None)
                 if entry['type'] == 'file':
                     stats['files'] += 1
                     stats['bytes'] += entry['size']
-                    previous = parent_tree.find(entry['path']) if parent_tree is not None else None
                     if self._unchanged(previous, entry):
                         entry['chunks'] = previous['chunks']
                         if self.compare_identity and previous.get('xattrs'):
                             entry['xattrs'] = previous['xattrs']  # xattrs cannot change without the ctime
+                        entry.pop('blocks', None)
+                        if entry == previous:
+                            packed = previous_packed  # written back as it was read: no packing
                         stats['files_unchanged'] += 1
                         unchanged_bytes += entry['size']
                         unchanged_files += 1
@@ -149,13 +175,20 @@ class Backup:
                             slot = _Slot(submit(self._chunk_file, writer, path, entry))
                 else:
                     stats['dirs' if entry['type'] == 'dir' else 'links'] += 1
+                    if entry == previous:
+                        packed = previous_packed
                 # entries wait here in walk order while a big file ahead of them is still being cut;
                 # the workers go on with the files behind it meanwhile
-                window.append((entry, slot))
-                while window and (window[0][1] is None or window[0][1].done() or len(window) > WINDOW_ENTRIES):
+                if packed is None:
+                    window.append((entry, slot, None))
+                    held += PACKED_PER_ENTRY
+                else:
+                    window.append((entry['path'], None, packed))
+                    held += 1
+                while window and (window[0][1] is None or window[0][1].done() or held > limit):
                     if window[0][1] is not None and not window[0][1].submitted():
                         break  # its batch is still being filled
-                    self._emit(trees, writer, *window.popleft())
+                    held -= self._emit(trees, writer, *window.popleft())
             self.progress.add(unchanged_bytes, unchanged_files)
             if batch.paths:
                 batch.submit(submit(self._chunk_small_files, writer, batch.paths))
@@ -164,17 +197,24 @@ class Backup:
         stats['tree'] = trees.finish()
         return stats
 
-    def _emit(self, trees, writer, entry, slot):
-        if slot is not None:
-            entry['chunks'] = slot.result()
-        entry.pop('blocks', None)  # sparseness comes back from zero chunks
-        trees.add(entry)
+    def _emit(self, trees, writer, entry, slot, packed):
+        """Write one entry of the window to the tree (``entry`` is its path when ``packed``); returns its weight."""
+        if packed is not None:
+            trees.add_packed(packed, entry)
+            weight = 1
+        else:
+            if slot is not None:
+                entry['chunks'] = slot.result()
+            entry.pop('blocks', None)  # sparseness comes back from zero chunks
+            trees.add(entry)
+            weight = PACKED_PER_ENTRY
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds or writer.unindexed_bytes() >= CHECKPOINT_BYTES:
             # what is uploaded so far survives a crash from here on; and the writer's list of what
             # awaits indexing stays short, so memory does not grow with the size of the backup
             writer.checkpoint(flush_open_packs=False)
             release_freed_memory()
             self._last_checkpoint = time.monotonic()
+        return weight
 
     def _chunk_small_files(self, writer, paths):
         return [self._chunk_file(writer, path, None) for path in paths]
@@ -288,6 +328,11 @@ class _Batch:
 
     def submit(self, future):
         self.future = future
+
+
+def start_walks(volumes, compare_identity=True, skip=(walk.STATE_DIR_NAME,)):
+    """{name: TreeWalk} for ``Backup(walks=...)``: call before the pool is opened, and the walks run while its key is derived."""
+    return {name: TreeWalk(path, skip, True, not compare_identity) for name, path in volumes.items() if os.path.isdir(path)}
 
 
 def read_metadata(pool, point, name):

@@ -162,23 +162,39 @@ def run(args):
         settings = {'compression_level': args.compression_level, 'pack_size': args.pack_size, 'cipher': args.cipher}
         pool, created = engine.create_pool(args.location, passphrase, options, settings, copy_ids_from=source)
         return dict(engine.pool_summary(pool), changed=created), 0
-    pool = engine.open_pool(args.location, passphrase, options)
+    walks = _start_walks(args) if args.command == 'backup' else {}
     try:
-        return _dispatch(args, pool, reporter)
+        pool = engine.open_pool(args.location, passphrase, options)
+        try:
+            return _dispatch(args, pool, reporter, walks)
+        finally:
+            pool.close()
     finally:
-        pool.close()
+        for started in walks.values():
+            started.close()
 
 
-def _dispatch(args, pool, reporter):  # pylint: disable=too-many-return-statements
+def _start_walks(args):
+    """The backup's walks, started before the pool is opened: they run while the passphrase's key is derived."""
+    from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import start_walks
+    return start_walks(_backup_volumes(args), compare_identity=not args.ignore_inode)
+
+
+def _backup_volumes(args):
+    volumes = _pairs(args.volume, '--volume')
+    if args.directory:
+        volumes.setdefault('data', args.directory)
+    if not volumes:
+        raise UsageError('nothing to back up: give a directory or --volume NAME=DIR')
+    return volumes
+
+
+def _dispatch(args, pool, reporter, walks=None):  # pylint: disable=too-many-return-statements
     from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress
     command = args.command
     if command == 'backup':
         from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup
-        volumes = _pairs(args.volume, '--volume')
-        if args.directory:
-            volumes.setdefault('data', args.directory)
-        if not volumes:
-            raise UsageError('nothing to back up: give a directory or --volume NAME=DIR')
+        volumes = _backup_volumes(args)
         metadata = {}
         for name, path in _pairs(args.metadata, '--metadata').items():
             with open(path, 'rb') as handle:
@@ -186,7 +202,7 @@ def _dispatch(args, pool, reporter):  # pylint: disable=too-many-return-statemen
         parent = None if args.parent in ('none', '') else args.parent
         manifest = Backup(pool, volumes, group=args.group, tags=_pairs(args.tag, '--tag'), parent=parent, metadata=metadata,
                           workers=args.workers, progress=Progress('backup', reporter), compare_identity=not args.ignore_inode,
-                          checkpoint_seconds=args.checkpoint_seconds).run()
+                          checkpoint_seconds=args.checkpoint_seconds, walks=walks).run()
         return engine.describe_point(manifest), 0
     if command == 'restore':
         from ansible_collections.ferry.kube.plugins.module_utils.pool.restore import Restore

@@ -6,24 +6,94 @@ A whole-point restore needs nearly every blob of the packs it touches, in about 
 backup wrote them, so reading each pack once (one GET on object storage, one direct read on a
 local disk) beats thousands of ranged reads. A few packs stay cached in reused aligned buffers;
 threads that need the same pack wait for the one that reads it.
+
+From a local pool, blobs are read by range instead (``read_range``): two big files backed up side by
+side share their packs half and half, and the small files of a pack go to several worker processes,
+so whole packs were read up to four times (measured: a restore of the reference data read 235 packs
+for the pool's 84, 3.8 GB for 1.4). A big file's chunks are read one range each, a batch of small
+files' chunks in one read of the span they occupy; each byte is read about once.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 
 from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io
 
+RANGE_HANDLES = 8  # packs a thread keeps open for range reads
+SPAN_BYTES = 8 * 1024 * 1024  # the most read at once for a batch of small files
+
 
 class PackCache:
-    def __init__(self, backend, pack_bytes, capacity=6):
+    def __init__(self, backend, pack_bytes, capacity=6, largest_blob=None):
         self.backend = backend
         self.capacity = capacity
         self.buffers = direct_io.AlignedBuffers(-(-pack_bytes // direct_io.BLOCK) * direct_io.BLOCK, keep=capacity + 2)
         self.entries = OrderedDict()  # key -> _Entry
         self.lock = threading.Lock()
+        range_bytes = max(largest_blob or pack_bytes, SPAN_BYTES)
+        self.range_bytes = -(-range_bytes // direct_io.BLOCK) * direct_io.BLOCK + 2 * direct_io.BLOCK
+        self.local = threading.local()  # each thread's descriptors and aligned buffer for range reads
+
+    def ranges_direct(self):
+        """Whether ``read_range`` reads a local pool direct (elsewhere whole packs, one request each, are better)."""
+        return hasattr(self.backend, 'local_path') and direct_io.O_DIRECT != 0
+
+    def read_range(self, key, offset, length, span=None):
+        """``length`` bytes of a pack at ``offset`` (a memoryview valid until this thread's next ``read_range``).
+
+        ``span`` (start, end), around the range, is what the caller will read of this pack soon (the chunks of
+        a batch of small files): it is read in one request, and later ranges inside it come from memory.
+        """
+        loaded = getattr(self.local, 'span', None)
+        if loaded is None or loaded[0] != key or not loaded[1] <= offset or offset + length > loaded[2]:
+            start, end = span if span is not None and span[1] - span[0] + 2 * direct_io.BLOCK <= self.range_bytes else (offset, offset + length)
+            loaded = self.local.span = None
+            view = self._read_direct(key, start, end)
+            if view is None:
+                return self.backend.read(key, offset, length)
+            loaded = self.local.span = (key, start, end, view)
+        return loaded[3][offset - loaded[1]:offset - loaded[1] + length]
+
+    def _read_direct(self, key, offset, end):
+        """Bytes ``offset`` to ``end`` of a local pack, read direct into this thread's aligned buffer (None: not here)."""
+        path = self.backend.local_path(key) if hasattr(self.backend, 'local_path') else None
+        handle = self._direct_handle(key, path) if path is not None and end - offset + 2 * direct_io.BLOCK <= self.range_bytes else None
+        if handle is None:
+            return None
+        start = offset - offset % direct_io.BLOCK
+        aligned_end = -(-end // direct_io.BLOCK) * direct_io.BLOCK
+        buffer = getattr(self.local, 'buffer', None)
+        if buffer is None:
+            buffer = self.local.buffer = direct_io.AlignedBuffers(self.range_bytes).get()
+        view = memoryview(buffer)
+        done = 0
+        while start + done < end:
+            count = os.preadv(handle, [view[done:aligned_end - start]], start + done)
+            if count <= 0:
+                raise OSError(errno.EIO, 'pack %s is shorter than its index says (truncated?)' % key)
+            done += count
+        return view[offset - start:end - start]
+
+    def _direct_handle(self, key, path):
+        handles = getattr(self.local, 'handles', None)
+        if handles is None:
+            handles = self.local.handles = OrderedDict()
+        handle = handles.get(key)
+        if handle is None:
+            handle = direct_io.open_direct(path, os.O_RDONLY)
+            if handle is None:
+                return None  # no O_DIRECT here: the backend's ranged read
+            handles[key] = handle
+            if len(handles) > RANGE_HANDLES:
+                os.close(handles.popitem(last=False)[1])
+        else:
+            handles.move_to_end(key)
+        return handle
 
     @contextmanager
     def pack(self, key):

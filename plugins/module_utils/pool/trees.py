@@ -43,8 +43,12 @@ class TreeWriter:
         self.packer = msgpack.Packer(use_bin_type=True)
 
     def add(self, entry):
-        self.buffer += self.packer.pack(entry)
-        if len(self.buffer) >= MAX_TREE_BLOB or zlib.crc32(entry['path'].encode()) & CUT_MASK == 0:
+        self.add_packed(self.packer.pack(entry), entry['path'])
+
+    def add_packed(self, packed, path):
+        """An entry already packed (an unchanged entry of the parent tree: no need to pack it again)."""
+        self.buffer += packed
+        if len(self.buffer) >= MAX_TREE_BLOB or zlib.crc32(path.encode()) & CUT_MASK == 0:
             self._cut()
 
     def _cut(self):
@@ -67,31 +71,63 @@ def read_tree(pool, blob_ids):
         yield from _unpack(pool.read_blob(blob_id))
 
 
+def read_tree_records(pool, blob_ids):
+    """Yield (entry, its packed bytes) of a stored tree: an unchanged entry is written back as it was read."""
+    for blob_id in blob_ids:
+        yield from _unpack_records(pool.read_blob(blob_id))
+
+
 def _unpack(data):
     unpacker = msgpack.Unpacker(raw=False)
     unpacker.feed(data)
     yield from unpacker
 
 
-class ParentTree:
-    """Look up entries of a parent tree in walk order (a merge, not a dictionary)."""
+def _unpack_records(data):
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(data)
+    start = 0
+    for entry in unpacker:
+        end = unpacker.tell()
+        yield entry, data[start:end]
+        start = end
 
-    def __init__(self, entries):
-        self.entries = iter(entries)
+
+class ParentTree:
+    """Look up entries of a parent tree in walk order (a merge, not a dictionary).
+
+    Paths must be looked up in walk order, each once: a found entry is consumed, so when nothing
+    moved every lookup is one string comparison (sort keys are only built where the trees differ).
+    """
+
+    def __init__(self, records):
+        """``records``: (entry, packed bytes) in walk order, as ``read_tree_records`` yields them."""
+        self.records = iter(records)
         self._advance()
 
     def _advance(self):
-        self.current = next(self.entries, None)
-        self.current_key = order_key(self.current['path']) if self.current is not None else None
+        self.current, self.current_packed = next(self.records, (None, None))
+        self.current_key = None
+
+    def _key(self):
+        if self.current_key is None:
+            self.current_key = order_key(self.current['path'])
+        return self.current_key
 
     def find(self, path):
-        if self.current is not None and self.current['path'] == path:  # the usual case: nothing moved
-            return self.current
-        wanted = order_key(path)
-        while self.current is not None:
-            if self.current_key == wanted:
-                return self.current
-            if self.current_key > wanted:
-                return None
-            self._advance()
-        return None
+        """The parent's entry at ``path`` or None."""
+        return self.find_record(path)[0]
+
+    def find_record(self, path):
+        """(entry, packed bytes) of the parent's entry at ``path``, or (None, None)."""
+        if self.current is not None and self.current['path'] != path:
+            wanted = order_key(path)
+            while self.current is not None and self._key() < wanted:
+                self._advance()
+            if self.current is None or self.current_key != wanted:
+                return None, None
+        if self.current is None:
+            return None, None
+        record = self.current, self.current_packed
+        self._advance()
+        return record

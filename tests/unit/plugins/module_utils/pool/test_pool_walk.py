@@ -1,0 +1,168 @@
+"""The backup's walk in a child process, unchanged entries written back as packed bytes, and direct reads ahead."""
+
+import os
+import threading
+
+import pytest
+from ansible_collections.ferry.kube.plugins.module_utils.agent import tree as agent_tree
+from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io
+from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import LocalBackend
+from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup, start_walks
+from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool
+from ansible_collections.ferry.kube.plugins.module_utils.pool.restore import Restore
+from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import ParentTree, read_tree, read_tree_records
+from ansible_collections.ferry.kube.plugins.module_utils.pool.walker import TreeWalk
+
+from test_pool_engine import describe, make_tree  # pylint: disable=import-error
+
+
+@pytest.fixture
+def pool(tmp_path):
+    return Pool.create(LocalBackend(str(tmp_path / 'pool')), 'correct horse')
+
+
+@pytest.fixture
+def source(tmp_path):
+    root = str(tmp_path / 'src')
+    make_tree(root)
+    for index in range(600):  # more than a batch of the walk, over several directories
+        directory = os.path.join(root, 'many', 'd%d' % (index % 7))
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, 'f%04d' % index), 'wb') as handle:
+            handle.write(b'x' * index)
+    os.makedirs(os.path.join(root, agent_tree.STATE_DIR_NAME))
+    return root
+
+
+def reopen(pool):
+    return Pool.open(LocalBackend(pool.backend.root), 'correct horse')
+
+
+def child_exists(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize('file_xattrs', [True, False])
+def test_the_walk_in_a_child_gives_exactly_the_entries_of_scan(source, file_xattrs):
+    expected = list(agent_tree.scan(source, identity=True, file_xattrs=file_xattrs))
+    tree_walk = TreeWalk(source, identity=True, file_xattrs=file_xattrs)
+    assert tree_walk.pid is not None, 'walked by a child process'
+    pid = tree_walk.pid
+    assert list(tree_walk) == expected
+    assert len(expected) > 600
+    assert not child_exists(pid), 'the child was collected'
+
+
+def test_a_walk_that_fails_raises_in_the_backup_and_leaves_no_child(tmp_path):
+    tree_walk = TreeWalk(str(tmp_path / 'missing'))
+    pid = tree_walk.pid
+    with pytest.raises(OSError, match='cannot read directory'):
+        list(tree_walk)
+    assert not child_exists(pid)
+
+
+def test_a_walk_never_read_is_stopped_and_collected(source):
+    tree_walk = TreeWalk(source)
+    pid = tree_walk.pid
+    tree_walk.close()
+    assert not child_exists(pid)
+    tree_walk.close()  # twice is harmless
+
+
+def test_an_incremental_writes_the_same_tree_as_a_backup_that_packs_every_entry(pool, source, tmp_path):
+    Backup(pool, {'data': source}).run()
+    with open(os.path.join(source, 'many/d3/f0003'), 'ab') as handle:
+        handle.write(b'changed')
+    os.remove(os.path.join(source, 'many/d1/f0001'))
+    with open(os.path.join(source, 'many/d1/new'), 'wb') as handle:
+        handle.write(b'new file')
+    walks = start_walks({'data': source})  # started ahead, as the CLI does
+    incremental = Backup(reopen(pool), {'data': source}, walks=walks).run()
+    assert incremental['stats']['files_changed'] == 2
+    packed_anew = Backup(reopen(pool), {'data': source}, parent=None).run()
+    assert packed_anew['stats']['files_changed'] == packed_anew['stats']['files']
+    entries = list(read_tree(reopen(pool), incremental['volumes']['data']['tree']))
+    assert entries == list(read_tree(reopen(pool), packed_anew['volumes']['data']['tree']))
+    assert incremental['volumes']['data']['tree'] == packed_anew['volumes']['data']['tree'], 'byte-identical tree blobs'
+    assert not any(tree_walk.pid for tree_walk in walks.values())
+    target = str(tmp_path / 'out')
+    Restore(reopen(pool), incremental, {'data': target}).run()
+    expected = describe(source)
+    del expected[agent_tree.STATE_DIR_NAME]
+    assert describe(target) == expected
+
+
+def test_the_parent_tree_is_merged_by_path_whatever_was_added_or_removed(pool, source):
+    point = Backup(pool, {'data': source}).run()
+    records = list(read_tree_records(pool, point['volumes']['data']['tree']))
+    paths = [entry['path'] for entry, _packed in records]
+    parent = ParentTree(records)
+    assert parent.find_record('a-path-before-all')[0] is None
+    assert parent.find_record(paths[1]) == records[1]
+    assert parent.find_record(paths[3] + '-added') == (None, None)
+    assert parent.find_record(paths[5])[0] == records[5][0]
+    assert parent.find(paths[-1]) == records[-1][0]
+    assert parent.find('zzz-after-all') is None
+
+
+@pytest.mark.parametrize('reads_ahead', [1, 3])
+@pytest.mark.parametrize('size', [0, 1, 4096, 3 * 65536, 3 * 65536 + 123, 7 * 65536 - 1])
+def test_direct_reads_ahead_give_the_file_as_it_is(tmp_path, monkeypatch, size, reads_ahead):
+    monkeypatch.setattr(direct_io, 'BUFFER_SIZE', 65536)  # several blocks ahead even for a small file
+    monkeypatch.setattr(direct_io, 'READS_AHEAD', reads_ahead)
+    path = str(tmp_path / 'data')
+    data = os.urandom(size)
+    with open(path, 'wb') as handle:
+        handle.write(data)
+    result = []
+
+    def read():  # a new thread: its buffers are allocated at the patched size
+        got = bytearray()
+        piece = bytearray(50000)
+        with direct_io.DirectReader(path) as reader:
+            while True:
+                count = reader.readinto(piece)
+                if not count:
+                    break
+                got += piece[:count]
+        result.append(bytes(got))
+
+    worker = threading.Thread(target=read)
+    worker.start()
+    worker.join()
+    assert result == [data]
+
+
+def test_a_restore_reads_each_stored_byte_about_once(pool, tmp_path, monkeypatch):
+    from ansible_collections.ferry.kube.plugins.module_utils.pool import packcache, restore as restore_module
+    from ansible_collections.ferry.kube.plugins.module_utils.pool.check import stored_packs
+    root = str(tmp_path / 'two-big')
+    os.makedirs(os.path.join(root, 'small'))
+    for index in range(300):
+        with open(os.path.join(root, 'small', 'f%03d' % index), 'wb') as handle:
+            handle.write(os.urandom(100 + 37 * index))
+    Backup(pool, {'data': root}, workers=1).run()  # small files in packs of their own, in walk order
+    for name in ('a.bin', 'b.bin'):  # then cut side by side by two workers: they share packs
+        with open(os.path.join(root, name), 'wb') as handle:
+            handle.write(os.urandom(6 * 1024 * 1024))
+    point = Backup(reopen(pool), {'data': root}, workers=2).run()
+    read = []
+    original = packcache.PackCache._read_direct
+
+    def counting(self, key, offset, end):
+        view = original(self, key, offset, end)
+        read.append(0 if view is None else len(view))
+        return view
+
+    monkeypatch.setattr(packcache.PackCache, '_read_direct', counting)
+    # threads, so the reads are counted here (worker processes read the same way)
+    monkeypatch.setattr(restore_module, 'LocalBackend', type('NotLocal', (), {}))
+    target = str(tmp_path / 'out')
+    Restore(reopen(pool), point, {'data': target}).run()
+    assert describe(target) == describe(root)
+    data_packs = sum(size for key, size in stored_packs(reopen(pool)).values() if key.startswith('data/'))
+    assert 0 < sum(read) <= data_packs, 'no byte read twice'
