@@ -150,7 +150,7 @@ def test_a_batching_channel_sends_small_frames_together_and_reads_ahead():
     assert sender.writes < 10  # 2000 frames held back but for the big payload
     outgoing.flush()
     reader.join(10)
-    assert [(k, h, p) for k, h, p in received] == frames
+    assert received == frames
     assert receiver.reads < 100  # not three reads per frame
     left.close()
     right.close()
