@@ -11,20 +11,20 @@ import yaml
 
 def doc_spec(options):
     """{name: (type, required, default, choices, elements, aliases, suboptions)} of DOCUMENTATION options."""
-    found = {}
-    for name, doc in options.items():
-        found[name] = (doc.get('type', 'str'), bool(doc.get('required', False)), doc.get('default'), doc.get('choices'),
-                       doc.get('elements'), sorted(doc.get('aliases') or []), doc_spec(doc['suboptions']) if 'suboptions' in doc else None)
-    return found
+    return _shape(options, 'suboptions')
 
 
 def argument_spec(spec):
     """The same shape from an argument_spec."""
-    found = {}
-    for name, arg in spec.items():
-        found[name] = (arg.get('type', 'str'), bool(arg.get('required', False)), arg.get('default'), arg.get('choices'),
-                       arg.get('elements'), sorted(arg.get('aliases') or []), argument_spec(arg['options']) if 'options' in arg else None)
-    return found
+    return _shape(spec, 'options')
+
+
+def _shape(options, children):
+    """What both sides must agree on, per option; ``children`` names the key of nested options."""
+    return {name: (option.get('type', 'str'), bool(option.get('required', False)), option.get('default'), option.get('choices'),
+                   option.get('elements'), sorted(option.get('aliases') or []),
+                   _shape(option[children], children) if children in option else None)
+            for name, option in options.items()}
 
 
 class _Stop(Exception):

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import threading
 import time
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent import tree
 from ansible_collections.ferry.kube.plugins.module_utils.agent.wire import PROTOCOL_VERSION, ProtocolError
+from ansible_collections.ferry.kube.plugins.module_utils.workers import Background
 
 try:
     import blake3
@@ -120,7 +120,7 @@ class Sink:
         if kind != HELLO or hello.get('protocol') != PROTOCOL_VERSION:
             raise ProtocolError('expected HELLO with protocol %d' % PROTOCOL_VERSION)
         sync_id = hello['sync_id']
-        listing = _Prefetch(lambda: tree.list_tree(self.root))  # waits on the disk while the manifest is decoded
+        listing = Background(tree.list_tree, self.root)  # waits on the disk while the manifest is decoded
         manifest = self.state.manifest()
         done = self.state.journal(sync_id)
         self.present = listing.result()
@@ -428,27 +428,6 @@ def _is_zero(data):
     return bytes(data) == ZERO[:len(data)] if len(data) <= len(ZERO) else not bytes(data).strip(b'\0')
 
 
-class _Prefetch:
-    """Runs ``function`` in a thread from now on; ``result`` waits for its value (or raises its error)."""
-
-    def __init__(self, function):
-        self._outcome = {}
-        self._thread = threading.Thread(target=self._run, args=(function,), name='ferry-walk', daemon=True)
-        self._thread.start()
-
-    def _run(self, function):
-        try:
-            self._outcome['value'] = function()
-        except BaseException as exc:  # pylint: disable=broad-except
-            self._outcome['error'] = exc
-
-    def result(self):
-        self._thread.join()
-        if 'error' in self._outcome:
-            raise self._outcome['error']
-        return self._outcome['value']
-
-
 def _same_inode(first, second):
     try:
         one, other = os.lstat(first), os.lstat(second)
@@ -519,7 +498,7 @@ class Source:
         self.channel.send(HELLO, {'protocol': PROTOCOL_VERSION, 'sync_id': self.sync_id})
         self.channel.flush()
         # the tree is walked while the sink reads its own volume and manifest: the two take about as long
-        walker = _Prefetch(lambda: list(tree.scan(self.root)))
+        walker = Background(lambda: list(tree.scan(self.root)))
         state = self._reply(STATE)
         scanned = walker.result()
         self.progress.total_bytes = sum(entry.get('size', 0) for entry in scanned)

@@ -7,8 +7,9 @@ mtime, ctime, inode) are cut into content-defined chunks by worker threads, whic
 seal and pack the chunks the pool does not hold yet. Unchanged files keep the parent's chunk list
 without being read, and their entries are written back as the parent's packed bytes. Entries are
 written to the tree in walk order while later files are still being chunked, so memory stays
-bounded by the number of workers and packs in flight, not by the size of the tree. Every point is logically full: it lists every file's chunks, so restoring or
-deleting a point never depends on another point.
+bounded by the number of workers and packs in flight, not by the size of the tree. Every point is
+logically full: it lists every file's chunks, so restoring or deleting a point never depends on
+another point.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.registry.client import 
 from ansible_collections.ferry.kube.plugins.module_utils.registry.errors import NotFoundError, RegistryError, RetryableError
 from ansible_collections.ferry.kube.plugins.module_utils.registry.jobs import COUNTERS
 from ansible_collections.ferry.kube.plugins.module_utils.registry.reference import parse
-from ansible_collections.ferry.kube.plugins.module_utils.registry.workers import Background, parallel
+from ansible_collections.ferry.kube.plugins.module_utils.workers import Background, parallel
 
 BLOB_ATTEMPTS = 3
 

@@ -19,7 +19,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.registry.errors import 
 from ansible_collections.ferry.kube.plugins.module_utils.registry.jobs import Job, compile_mapping, target_repository
 from ansible_collections.ferry.kube.plugins.module_utils.registry.record import Record, record_path
 from ansible_collections.ferry.kube.plugins.module_utils.registry.reference import is_domain, parse
-from ansible_collections.ferry.kube.plugins.module_utils.registry.workers import Background, parallel
+from ansible_collections.ferry.kube.plugins.module_utils.workers import Background, parallel
 
 GLOB_CHARS = '*?['
 

@@ -41,6 +41,14 @@ def make_tree(root, seed=7, files=60):
     os.utime(os.path.join(root, 'docs', 'f004.bin'), ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
 
 
+def volumes(tmp_path, **tree):
+    """A source tree (``make_tree(**tree)``), an empty target and the sink's state directory."""
+    source, target, state = str(tmp_path / 'src'), str(tmp_path / 'dst'), str(tmp_path / 'state')
+    os.makedirs(target)
+    make_tree(source, **tree)
+    return source, target, state
+
+
 def snapshot(root):
     """Everything a restore must reproduce, per path."""
     result = {}
@@ -83,9 +91,7 @@ def sync(tmp_path, pki, source, target, state, sync_id):
 
 
 def test_full_then_incremental_sync(tmp_path):
-    source, target, state = str(tmp_path / 'src'), str(tmp_path / 'dst'), str(tmp_path / 'state')
-    os.makedirs(target)
-    make_tree(source)
+    source, target, state = volumes(tmp_path)
     pki = SyncPKI.create('rel-1')
     records = sync(tmp_path, pki, source, target, state, 's1')
     first = records[-1]
@@ -178,9 +184,7 @@ def run_in_process(tmp_path, pki, source, target, state, sync_id, cut_after=None
 
 
 def test_cut_connection_resumes_and_never_looks_complete(tmp_path):
-    source, target, state = str(tmp_path / 'src'), str(tmp_path / 'dst'), str(tmp_path / 'state')
-    os.makedirs(target)
-    make_tree(source, seed=11, files=40)
+    source, target, state = volumes(tmp_path, seed=11, files=40)
     pki = SyncPKI.create('rel-2')
     cut = run_in_process(tmp_path, pki, source, target, state, 'resume-1', cut_after=12)
     assert 'source_error' in cut and 'sink' not in cut
@@ -194,9 +198,7 @@ def test_cut_connection_resumes_and_never_looks_complete(tmp_path):
 
 
 def test_a_target_file_changed_behind_ferrys_back_is_repaired(tmp_path):
-    source, target, state = str(tmp_path / 'src'), str(tmp_path / 'dst'), str(tmp_path / 'state')
-    os.makedirs(target)
-    make_tree(source, seed=3, files=12)
+    source, target, state = volumes(tmp_path, seed=3, files=12)
     pki = SyncPKI.create('rel-3')
     assert 'source' in run_in_process(tmp_path, pki, source, target, state, 'a')
     victim = max((os.path.join(target, 'docs', n) for n in os.listdir(os.path.join(target, 'docs'))), key=os.path.getsize)
@@ -216,9 +218,7 @@ def change_times(root):
 
 
 def test_a_sync_with_nothing_changed_touches_nothing_and_tampering_is_undone(tmp_path):
-    source, target, state = str(tmp_path / 'src'), str(tmp_path / 'dst'), str(tmp_path / 'state')
-    os.makedirs(target)
-    make_tree(source, seed=5, files=20)
+    source, target, state = volumes(tmp_path, seed=5, files=20)
     pki = SyncPKI.create('rel-4')
     assert 'source' in run_in_process(tmp_path, pki, source, target, state, 'one')
     before = change_times(target)

@@ -20,6 +20,8 @@ import time
 import urllib.parse
 
 import pytest
+from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import LocalBackend
+from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool
 from moto_server import free_port  # tests/lib: the loopback port helper the other server tests use
 import requests
 
@@ -33,6 +35,13 @@ AZURITE_ACCOUNT = 'devstoreaccount1'
 AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
 BUCKET = 'ferry-pool'
+PASSPHRASE = 'correct horse'
+
+
+@pytest.fixture
+def pool(tmp_path):
+    """A new pool in a local directory (test_backends has its own, per backend)."""
+    return Pool.create(LocalBackend(str(tmp_path / 'pool')), PASSPHRASE)
 
 
 class Server:

@@ -70,11 +70,6 @@ def describe(root):
 
 
 @pytest.fixture
-def pool(tmp_path):
-    return Pool.create(LocalBackend(str(tmp_path / 'pool')), 'correct horse')
-
-
-@pytest.fixture
 def source(tmp_path):
     root = str(tmp_path / 'src')
     make_tree(root)

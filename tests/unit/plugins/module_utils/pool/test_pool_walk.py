@@ -6,19 +6,12 @@ import threading
 import pytest
 from ansible_collections.ferry.kube.plugins.module_utils.agent import tree as agent_tree
 from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io
-from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import LocalBackend
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup, start_walks
-from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool
 from ansible_collections.ferry.kube.plugins.module_utils.pool.restore import Restore
 from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import ParentTree, read_tree, read_tree_records
 from ansible_collections.ferry.kube.plugins.module_utils.pool.walker import TreeWalk
 
-from test_pool_engine import describe, make_tree  # pylint: disable=import-error
-
-
-@pytest.fixture
-def pool(tmp_path):
-    return Pool.create(LocalBackend(str(tmp_path / 'pool')), 'correct horse')
+from test_pool_engine import describe, make_tree, reopen  # pylint: disable=import-error
 
 
 @pytest.fixture
@@ -32,10 +25,6 @@ def source(tmp_path):
             handle.write(b'x' * index)
     os.makedirs(os.path.join(root, agent_tree.STATE_DIR_NAME))
     return root
-
-
-def reopen(pool):
-    return Pool.open(LocalBackend(pool.backend.root), 'correct horse')
 
 
 def child_exists(pid):

@@ -1,6 +1,7 @@
 # Copyright: Ferry developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Calls on a few threads: what replication used of ``concurrent.futures``, without importing it (and ``logging``) at every run."""
+"""Calls on a few threads: what registry replication and the passthrough mover need of ``concurrent.futures``,
+without importing it (and ``logging``) at every run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ class Background:
 
     def __init__(self, function, *args):
         self._value = self._error = None
-        self._thread = threading.Thread(target=self._run, args=(function, args), name='ferry-registry-background', daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(function, args), name='ferry-background', daemon=True)
         self._thread.start()
 
     def _run(self, function, args):
@@ -50,7 +51,7 @@ def parallel(function, items, workers):
                 with lock:
                     errors.append(exc)
 
-    threads = [threading.Thread(target=work, name='ferry-registry-%d' % number, daemon=True) for number in range(min(workers, len(items)))]
+    threads = [threading.Thread(target=work, name='ferry-worker-%d' % number, daemon=True) for number in range(min(workers, len(items)))]
     for thread in threads:
         thread.start()
     for thread in threads:
