@@ -227,11 +227,23 @@ def test_deployment_config_on_openshift(sandbox_cluster, connect):
     assert health.validate(cluster, [dc], timeout=0, **FAST)['unhealthy'][0]['reason'] == '1/2 replicas available'
 
 
+def observed(cluster, name, timeout=10):
+    """Wait until the Deployment's controller has observed its generation."""
+    deadline = time.monotonic() + timeout
+    while True:
+        live = cluster.request('GET', '/apis/apps/v1/namespaces/%s/deployments/%s' % (NS, name))[1]
+        if live.get('status', {}).get('observedGeneration') == live['metadata']['generation']:
+            return live
+        assert time.monotonic() < deadline, 'the sandbox never observed deployment %s' % name
+        time.sleep(0.05)
+
+
 def test_an_unreachable_api_makes_objects_unhealthy_without_crashing(sandbox_cluster, connect):
     sandbox = sandbox_cluster('dr')
     cluster = connect(sandbox)
     namespace(cluster)
     objects = restore(cluster, NS, deployment('api', simulate='crash'), pvc('data', 'no-such-class'))
+    observed(cluster, 'api')  # the state last read is then the controller's, not a race with it
 
     def stop_the_cluster(healthy, total, pending):
         sandbox.stop()
