@@ -45,26 +45,38 @@ def address(text):
     return host, int(port)
 
 
-def accepted(args, roles):
-    """Yield TLS connections of peers with one of ``roles`` (others are refused and logged), forever."""
-    context = wire.server_context(*tls_files(args.tls))
-    listener = socket.create_server(args.listen, reuse_port=False)
-    emit({'event': 'listening', 'address': '%s:%d' % listener.getsockname()[:2]})
-    while True:
-        conn, peer = listener.accept()
-        wire.keep_alive(conn)
-        try:
-            tls = context.wrap_socket(conn, server_side=True)
-            wire.require_role(tls, roles)
-        except (OSError, wire.ProtocolError) as exc:
-            emit({'event': 'refused', 'peer': peer[0], 'reason': str(exc)})
-            conn.close()
-            continue
-        yield tls
+class Listener:
+    """TLS connections of peers with one of ``roles``; others are refused and logged."""
+
+    def __init__(self, args, roles):
+        self.roles = roles
+        self.context = wire.server_context(*tls_files(args.tls))
+        self.socket = socket.create_server(args.listen, reuse_port=False)
+        emit({'event': 'listening', 'address': '%s:%d' % self.socket.getsockname()[:2]})
+
+    def __iter__(self):
+        while True:
+            yield self.accept()
+
+    def accept(self, timeout=None):
+        """The next accepted connection; socket.timeout after ``timeout`` seconds without one."""
+        self.socket.settimeout(timeout)
+        while True:
+            conn, peer = self.socket.accept()
+            conn.settimeout(None)
+            wire.keep_alive(conn)
+            try:
+                tls = self.context.wrap_socket(conn, server_side=True)
+                wire.require_role(tls, self.roles)
+            except (OSError, wire.ProtocolError) as exc:
+                emit({'event': 'refused', 'peer': peer[0], 'reason': str(exc)})
+                conn.close()
+                continue
+            return tls
 
 
 def cmd_sink(args):
-    for tls in accepted(args, {'source', 'control'}):
+    for tls in Listener(args, {'source', 'control'}):
         channel = wire.Channel(tls)
         try:
             stats = mover.Sink(args.root, args.state, channel).run()
@@ -87,9 +99,17 @@ def cmd_sink(args):
 def cmd_stage(args):
     # the pool engine is imported only here: a passthrough agent starts without it
     from ansible_collections.ferry.kube.plugins.module_utils.agent import relay  # pylint: disable=import-outside-toplevel
-    for tls in accepted(args, {'control'}):
+    listener = Listener(args, {'control'})
+
+    def lane(timeout):  # the connections a job asks for as lanes of its worker processes
         try:
-            result = relay.run_job(wire.Channel(tls), progress_interval=args.progress_interval)
+            return wire.Channel(listener.accept(timeout))
+        except socket.timeout:
+            raise relay.RelayError('the control node opened no lane in %.0f s' % timeout) from None
+
+    for tls in listener:
+        try:
+            result = relay.run_job(wire.Channel(tls), progress_interval=args.progress_interval, accept=lane)
             emit({'event': 'done' if result is not None else 'failed'})
             if args.once and result is not None:
                 return 0

@@ -54,6 +54,30 @@ def fresh_copy(original, target):
     subprocess.run(['cp', '-a', original, target], check=True)
 
 
+def mount_loop(image, mountpoint, mkfs, size):
+    """A new file system, made by the ``mkfs`` command (its argv without the device), in a sparse file of
+    ``size`` bytes at ``image``, mounted at ``mountpoint`` through a loop device (needs root)."""
+    with open(image, 'wb') as handle:
+        handle.truncate(size)
+    subprocess.run(mkfs + [image], check=True, stdout=subprocess.DEVNULL)
+    os.makedirs(mountpoint, exist_ok=True)
+    subprocess.run(['mount', '-o', 'loop', image, mountpoint], check=True)
+
+
+def unmount_loop(image, mountpoint):
+    if os.path.ismount(mountpoint):
+        if subprocess.run(['umount', mountpoint], check=False).returncode != 0:
+            subprocess.run(['umount', '-l', mountpoint], check=False)
+    try:
+        os.remove(image)
+    except FileNotFoundError:
+        pass
+
+
+def can_mount_loops(mkfs):
+    return os.geteuid() == 0 and shutil.which(mkfs) is not None
+
+
 def tree_bytes(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _s, fs in os.walk(path) for f in fs)
 

@@ -46,7 +46,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import ROOT, dataset, drop_caches, fresh_copy, mutate, sandbox_down, sandbox_up, spread, timed, tree_bytes  # noqa: E402
+from common import ROOT, dataset, drop_caches, fresh_copy, mount_loop, mutate, sandbox_down, sandbox_up, spread, timed, tree_bytes, unmount_loop  # noqa: E402
 
 MODULE = os.path.join(ROOT, 'plugins', 'modules', 'sync.py')
 FERRY = os.path.join(ROOT, 'bin', 'ferry')
@@ -513,22 +513,11 @@ def mount_cow(work, mountpoint):
     """An XFS file system with reflinks in a sparse file, mounted at ``mountpoint`` (cp --reflink=auto then shares extents)."""
     if not shutil.which('mkfs.xfs'):
         raise SystemExit('--cow-volumes needs mkfs.xfs (bench/sync/run.sh --cow-volumes installs xfsprogs)')
-    image = os.path.join(work, 'cow.img')
-    with open(image, 'wb') as handle:
-        handle.truncate(64 * 2 ** 30)
-    subprocess.run(['mkfs.xfs', '-q', '-f', '-m', 'reflink=1', image], check=True)
-    os.makedirs(mountpoint, exist_ok=True)
-    subprocess.run(['mount', '-o', 'loop', image, mountpoint], check=True)
+    mount_loop(os.path.join(work, 'cow.img'), mountpoint, ['mkfs.xfs', '-q', '-f', '-m', 'reflink=1'], 64 * 2 ** 30)
 
 
 def unmount_cow(work, mountpoint):
-    if os.path.ismount(mountpoint):
-        if subprocess.run(['umount', mountpoint], check=False).returncode != 0:
-            subprocess.run(['umount', '-l', mountpoint], check=False)
-    try:
-        os.remove(os.path.join(work, 'cow.img'))
-    except FileNotFoundError:
-        pass
+    unmount_loop(os.path.join(work, 'cow.img'), mountpoint)
 
 
 def versions():

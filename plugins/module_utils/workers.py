@@ -5,7 +5,35 @@ without importing it (and ``logging``) at every run."""
 
 from __future__ import annotations
 
+import os
 import threading
+
+
+def usable_cpus():
+    """CPUs this process may use: the machine's, narrowed by its CPU affinity and its cgroup's quota
+    (a pod limited to 2 CPUs on a 64-core node gets 2: more workers would only be throttled)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    quota = _cgroup_quota()
+    if quota:
+        count = min(count, max(1, -(-quota[0] // quota[1])))
+    return max(1, count)
+
+
+def _cgroup_quota():
+    """(quota, period) in microseconds, or None for no CPU limit."""
+    for path, v1_period in (('/sys/fs/cgroup/cpu.max', None), ('/sys/fs/cgroup/cpu/cpu.cfs_quota_us', '/sys/fs/cgroup/cpu/cpu.cfs_period_us')):
+        try:
+            with open(path, encoding='ascii') as handle:
+                fields = handle.read().split()
+            if v1_period is not None:
+                with open(v1_period, encoding='ascii') as handle:
+                    fields.append(handle.read().strip())
+            if fields[0] in ('max', '-1'):
+                return None
+            return int(fields[0]), int(fields[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
 
 
 class Background:

@@ -12,20 +12,28 @@ already compressed and encrypted, cross the wire.
 
 Requests carry an id and are answered out of order, so the engine's upload threads and the
 control node's backend threads work in parallel over one connection.
+
+A restore runs in worker processes on the agent (as it does from a local pool: a restore of many
+files is mostly per-file Python work, which threads of one interpreter cannot share out). A TLS
+connection cannot be shared between processes, so the agent asks for *lanes*: the control node
+opens that many more connections, each says which job it serves, and each worker process takes one
+for its own storage requests. The job's first connection keeps the index, progress and result.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent.wire import ProtocolError
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import Backend, BackendError, NotFound
 
-JOB, REQUEST, REPLY, PROGRESS, RESULT, FAILURE = range(40, 46)
+JOB, REQUEST, REPLY, PROGRESS, RESULT, FAILURE, LANES, LANE = range(40, 48)
 OPERATIONS = ('write', 'replace', 'write_deferred', 'flush', 'read', 'list', 'delete', 'size')
 SERVE_WORKERS = 8
+LANE_TIMEOUT = 60.0  # how long the agent waits for the lanes it asked for
 
 
 class RelayError(Exception):
@@ -81,7 +89,30 @@ class RemoteBackend(Backend):
         for future in waiting.values():
             future.set_exception(BackendError(reason))
 
+    @classmethod
+    def over(cls, channel, location):
+        """A backend with a thread of its own receiving the replies on ``channel`` (a lane, in a worker process)."""
+        backend = cls(SharedChannel(channel), location)
+
+        def receive():
+            try:
+                while True:
+                    kind, header, payload = backend.shared.recv()
+                    if kind != REPLY:
+                        raise ProtocolError('unexpected frame %d on a lane' % kind)
+                    backend.deliver(header, payload)
+            except EOFError:
+                backend.fail_all('the control node closed the lane')
+            except (OSError, ProtocolError) as exc:
+                backend.fail_all('lost the lane to the control node: %s' % exc)
+
+        threading.Thread(target=receive, name='ferry-lane', daemon=True).start()
+        return backend
+
     def _call(self, operation, payload=b'', **args):
+        return self._request(operation, payload, **args).result()
+
+    def _request(self, operation, payload=b'', **args):
         future = Future()
         with self._lock:
             if self._closed:
@@ -89,8 +120,13 @@ class RemoteBackend(Backend):
             request_id = next(self._ids)
             self._waiting[request_id] = future
         # every pool object is compressed and encrypted already: the wire must not try again
-        self.shared.send(REQUEST, dict(args, id=request_id, op=operation), payload, compress=False)
-        return future.result()
+        try:
+            self.shared.send(REQUEST, dict(args, id=request_id, op=operation), payload, compress=False)
+        except OSError as exc:  # a storage failure to the engine, not one of the files it writes
+            with self._lock:
+                self._waiting.pop(request_id, None)
+            raise BackendError('lost the connection to the control node: %s' % exc) from None
+        return future
 
     def write(self, key, data):
         self._call('write', bytes(data), key=key)
@@ -107,6 +143,11 @@ class RemoteBackend(Backend):
     def read(self, key, offset=0, length=None):
         return self._call('read', key=key, offset=offset, length=length)[1]
 
+    def read_ahead(self, key, offset=0, length=None):
+        """Ask for a range now; the returned callable waits for it (a worker asks for its next reads while it works)."""
+        future = self._request('read', key=key, offset=offset, length=length)
+        return lambda: future.result()[1]
+
     def list(self, prefix):
         header = self._call('list', prefix=prefix)[0]
         return [tuple(item) for item in header['items']]
@@ -120,12 +161,15 @@ class RemoteBackend(Backend):
 
 # -- the control node's side ----------------------------------------------------------------------------
 
-def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS):
+def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=None):
     """Answer the agent's storage requests until it sends its result; return the result header.
 
-    Raises RelayError with the agent's message when the job failed on the agent.
+    ``open_lane`` makes another connection to the agent (a Channel) when the agent asks for lanes;
+    without it the agent is told to do without. Raises RelayError with the agent's message when the
+    job failed on the agent.
     """
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='ferry-relay')
+    lanes = []
     try:
         while True:
             kind, header, payload = shared.recv()
@@ -134,6 +178,8 @@ def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS):
             elif kind == PROGRESS:
                 if on_progress is not None:
                     on_progress(header)
+            elif kind == LANES:
+                lanes.extend(_open_lanes(header, open_lane, pool, backend))
             elif kind == RESULT:
                 return header
             elif kind == FAILURE:
@@ -141,7 +187,34 @@ def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS):
             else:
                 raise ProtocolError('unexpected frame %d from the agent' % kind)
     finally:
+        for lane, thread in lanes:
+            lane.sock.close()  # the agent's workers have closed theirs: the job is over
+            thread.join()
         pool.shutdown(wait=True)
+
+
+def _open_lanes(header, open_lane, pool, backend):
+    """Connect the lanes the agent asked for; each is served by a thread of its own until the agent closes it."""
+    opened = []
+    for index in range(int(header.get('count') or 0) if open_lane is not None else 0):
+        lane = open_lane()
+        lane.send(LANE, {'token': header.get('token'), 'index': index})
+        shared = SharedChannel(lane)
+        thread = threading.Thread(target=_serve_lane, args=(shared, backend, pool), name='ferry-lane-%d' % index, daemon=True)
+        thread.start()
+        opened.append((lane, thread))
+    return opened
+
+
+def _serve_lane(shared, backend, pool):
+    try:
+        while True:
+            kind, header, payload = shared.recv()
+            if kind != REQUEST:
+                raise ProtocolError('unexpected frame %d on a lane' % kind)
+            pool.submit(_answer, shared, backend, header, payload)
+    except (EOFError, OSError, ProtocolError):
+        pass  # the worker that used it is done (or gone: its job reports that on the main connection)
 
 
 def _answer(shared, backend, header, payload):
@@ -174,14 +247,19 @@ def _answer(shared, backend, header, payload):
 
 # -- the job, on the agent ----------------------------------------------------------------------------------
 
-def run_job(channel, progress_interval=2.0):
-    """Receive one job from the control node, run it with the pool engine, send its result."""
+def run_job(channel, progress_interval=2.0, accept=None):
+    """Receive one job from the control node, run it with the pool engine, send its result.
+
+    ``accept(timeout)`` returns the agent's next control-node connection (a Channel), for lanes;
+    without it a restore runs in threads over the one connection.
+    """
     from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress  # pylint: disable=import-outside-toplevel
     shared = SharedChannel(channel)
     kind, job, metadata = shared.recv()
     if kind != JOB:
         raise ProtocolError('expected a job from the control node, got frame %d' % kind)
     backend = RemoteBackend(shared, job.get('location') or 'the control node')
+    lanes = (lambda count: _ask_for_lanes(shared, accept, count, backend.location)) if accept is not None and job.get('lanes') else None
     outcome = {}
 
     def report(state, line):
@@ -189,7 +267,7 @@ def run_job(channel, progress_interval=2.0):
 
     def work():
         try:
-            outcome['result'] = _run(job, backend, metadata, Progress(job.get('op', 'job'), report=report, interval=progress_interval))
+            outcome['result'] = _run(job, backend, metadata, Progress(job.get('op', 'job'), report=report, interval=progress_interval), lanes)
             shared.send(RESULT, outcome['result'])
         except Exception as exc:  # pylint: disable=broad-except
             outcome['error'] = str(exc) or exc.__class__.__name__
@@ -220,7 +298,22 @@ def run_job(channel, progress_interval=2.0):
     return outcome['result']
 
 
-def _run(job, backend, metadata, progress):
+def _ask_for_lanes(shared, accept, count, location):
+    """``count`` backend makers, one per worker process: each makes a RemoteBackend over a lane of its own."""
+    token = os.urandom(16).hex()
+    shared.send(LANES, {'count': count, 'token': token})
+    channels = []
+    while len(channels) < count:
+        channel = accept(LANE_TIMEOUT)
+        kind, hello, _payload = channel.recv()
+        if kind != LANE or hello.get('token') != token:
+            channel.sock.close()  # a connection of another job (a rerun of the sync?): not ours
+            continue
+        channels.append(channel)
+    return [lambda channel=channel: RemoteBackend.over(channel, location) for channel in channels]
+
+
+def _run(job, backend, metadata, progress, lanes=None):
     from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup  # pylint: disable=import-outside-toplevel
     from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool  # pylint: disable=import-outside-toplevel
     from ansible_collections.ferry.kube.plugins.module_utils.pool.restore import Restore  # pylint: disable=import-outside-toplevel
@@ -234,7 +327,7 @@ def _run(job, backend, metadata, progress):
                     'stats': point['stats']}
         if job['op'] == 'restore':
             point = pool.resolve_point(job['point'], job.get('group'))
-            stats = Restore(pool, point, job['volumes'], paths=job.get('paths'), progress=progress).run()
+            stats = Restore(pool, point, job['volumes'], paths=job.get('paths'), progress=progress, worker_backends=lanes).run()
             return {'point': point['id'], 'stats': stats}
         raise RelayError('unknown job %r: expected backup or restore' % job.get('op'))
     finally:

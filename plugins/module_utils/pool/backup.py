@@ -30,6 +30,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import 
 from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import ParentTree, TreeWriter, read_tree_records
 from ansible_collections.ferry.kube.plugins.module_utils.pool.walker import TreeWalk
 from ansible_collections.ferry.kube.plugins.module_utils.pool.writer import BlobWriter
+from ansible_collections.ferry.kube.plugins.module_utils.workers import usable_cpus
 
 try:
     from pyfastcdc.cy import FastCDC
@@ -60,7 +61,7 @@ class Backup:
         self.metadata = dict(metadata or {})
         # one more than the cores: a worker waiting for the disk leaves its core to another (measured on
         # 2 cores: a full backup about 10% faster with 3 than with 2)
-        self.workers = workers or min(4, (os.cpu_count() or 2) + 1)
+        self.workers = workers or min(4, usable_cpus() + 1)
         self.progress = progress or Progress('backup')
         self.compare_identity = compare_identity
         self.skip = tuple(skip)

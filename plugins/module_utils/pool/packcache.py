@@ -10,8 +10,9 @@ threads that need the same pack wait for the one that reads it.
 From a local pool, blobs are read by range instead (``read_range``): two big files backed up side by
 side share their packs half and half, and the small files of a pack go to several worker processes,
 so whole packs were read up to four times (measured: a restore of the reference data read 235 packs
-for the pool's 84, 3.8 GB for 1.4). A big file's chunks are read one range each, a batch of small
-files' chunks in one read of the span they occupy; each byte is read about once.
+for the pool's 84, 3.8 GB for 1.4). The chunks of a batch of files are read in spans of up to
+SPAN_BYTES (restore.py decides them), each byte about once. Worker processes that reach the pool
+through a relay lane of their own (agent/relay.py) read the same way, one request per span.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ class PackCache:
             start, end = span if span is not None and span[1] - span[0] + 2 * direct_io.BLOCK <= self.range_bytes else (offset, offset + length)
             loaded = self.local.span = None
             view = self._read_direct(key, start, end)
-            if view is None:
-                return self.backend.read(key, offset, length)
+            if view is None:  # not a local pack: one request for the span
+                view = memoryview(self.backend.read(key, start, end - start))
+                if len(view) < end - start:
+                    raise OSError(errno.EIO, 'pack %s is shorter than its index says (truncated?)' % key)
             loaded = self.local.span = (key, start, end, view)
         return loaded[3][offset - loaded[1]:offset - loaded[1] + length]
 

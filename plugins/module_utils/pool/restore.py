@@ -10,6 +10,7 @@ back sparse) without being read. Directory times are set last, after their conte
 
 from __future__ import annotations
 
+import bisect
 import gc
 import os
 import shutil
@@ -19,14 +20,15 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolE
 from ansible_collections.ferry.kube.plugins.module_utils.agent import tree as walk
 from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io, format as fmt
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import LocalBackend
-from ansible_collections.ferry.kube.plugins.module_utils.pool.packcache import PackCache
+from ansible_collections.ferry.kube.plugins.module_utils.pool.packcache import SPAN_BYTES, PackCache
 from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress
 from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import PoolError
 from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import read_tree
+from ansible_collections.ferry.kube.plugins.module_utils.workers import usable_cpus
 
 HOLE_MIN = 64 * 1024
 DIRECT_MIN = 1024 * 1024  # files this large are written around the page cache, zero blocks left as holes
-RANGED_MIN = 4 * 1024 * 1024  # files this large read their chunks by range, not by whole packs (see packcache)
+SPAN_GAP = 64 * 1024  # chunks of a batch this close share a read (less than chunk_min: never a whole chunk of another file)
 
 
 def selected(path, prefixes):
@@ -36,17 +38,22 @@ def selected(path, prefixes):
 
 
 class Restore:
-    def __init__(self, pool, point, targets, paths=None, verify=True, workers=None, progress=None, owner=True):
-        """``targets`` maps volume names of ``point`` to directories."""
+    def __init__(self, pool, point, targets, paths=None, verify=True, workers=None, progress=None, owner=True, worker_backends=None):
+        """``targets`` maps volume names of ``point`` to directories.
+
+        ``worker_backends(count)``, where the pool's backend cannot be shared by processes (the agent's
+        relay), gives ``count`` callables that each make a backend of its own in a worker process.
+        """
         self.pool = pool
         self.point = point
         self.targets = dict(targets)
         self.paths = [p.strip('/') for p in paths or [] if p.strip('/')]
         self.verify = verify
         # twice the cores: file creation and pack reads wait on the disk as much as they compute (measured: 4 beat 2, 3 and 6 on 2 cores)
-        self.workers = workers or max(2, min(8, 2 * (os.cpu_count() or 2)))
+        self.workers = workers or max(2, min(8, 2 * usable_cpus()))
         self.progress = progress or Progress('restore')
         self.owner = owner
+        self.worker_backends = worker_backends
         self._zero_ids = {}
         # a whole point needs nearly every blob of its packs: read each pack once (selected paths: by range)
         # (each worker process has its own cache: two packs; threads share one)
@@ -54,6 +61,7 @@ class Restore:
         capacity = 2 if isinstance(pool.backend, LocalBackend) else self.workers + 2
         largest_blob = max(pool.config['chunk_max'], 4 * 1024 * 1024) + 64
         self.pack_cache = None if self.paths else PackCache(pool.backend, largest_pack, capacity=capacity, largest_blob=largest_blob)
+        self.ranged = self.pack_cache is not None and self.pack_cache.ranges_direct()
         missing = sorted(set(self.targets) - set(point['volumes']))
         if missing:
             raise PoolError('restore point %s has no volume %s (it has: %s)' % (point['id'], ', '.join(missing), ', '.join(sorted(point['volumes']))))
@@ -64,39 +72,38 @@ class Restore:
         if not self.paths:
             self.progress.set_total(sum(v['bytes'] for v in totals), sum(v['files'] for v in totals))
         results = {}
-        with self.progress:
+        with self.progress, self._executor() as executor:
             for name, target in sorted(self.targets.items()):
-                results[name] = self._volume(name, target)
+                results[name] = self._volume(name, target, executor)
         return results
 
-    def _volume(self, name, target):
+    def _volume(self, name, target, executor):
         target = os.path.abspath(target)
         os.makedirs(target, exist_ok=True)
         stats = {'files': 0, 'dirs': 0, 'links': 0, 'bytes': 0, 'target': target}
         dirs, links = [], []
-        with self._executor() as executor:
-            batches = _Batches(executor, self.progress, self.workers)
-            for entry in read_tree(self.pool, self.point['volumes'][name]['tree']):
-                if not selected(entry['path'], self.paths):
-                    continue
-                full = os.path.join(target, entry['path'])
-                kind = entry['type']
-                if kind == 'dir':
-                    _make_dir(full)
-                    dirs.append((full, entry))
-                    stats['dirs'] += 1
-                elif kind == 'file':
-                    batches.add(full, entry)
-                    stats['files'] += 1
-                    stats['bytes'] += entry['size']
-                elif kind == 'symlink':
-                    _clear(full)
-                    os.symlink(entry['target'], full)
-                    walk.apply_metadata(full, entry, self.owner)
-                    stats['links'] += 1
-                elif kind == 'link':
-                    links.append((full, entry))
-            batches.finish()
+        batches = _Batches(executor, self.progress, self.workers)
+        for entry in read_tree(self.pool, self.point['volumes'][name]['tree']):
+            if not selected(entry['path'], self.paths):
+                continue
+            full = os.path.join(target, entry['path'])
+            kind = entry['type']
+            if kind == 'dir':
+                _make_dir(full)
+                dirs.append((full, entry))
+                stats['dirs'] += 1
+            elif kind == 'file':
+                batches.add(full, entry)
+                stats['files'] += 1
+                stats['bytes'] += entry['size']
+            elif kind == 'symlink':
+                _clear(full)
+                os.symlink(entry['target'], full)
+                walk.apply_metadata(full, entry, self.owner)
+                stats['links'] += 1
+            elif kind == 'link':
+                links.append((full, entry))
+        batches.finish()
         for full, entry in links:  # after every file: a hard link needs its first name in place
             _clear(full)
             first = os.path.join(target, entry['target'])
@@ -109,35 +116,64 @@ class Restore:
         return stats
 
     def _executor(self):
-        """Worker processes where the pool is a local directory (Python threads share one interpreter
-        lock, and a restore of many files is mostly per-file Python work); threads otherwise, since
-        cloud clients are not made to survive a fork."""
+        """Worker processes where the pool is a local directory or each worker can have a backend of its
+        own (Python threads share one interpreter lock, and a restore of many files is mostly per-file
+        Python work); threads otherwise, since cloud clients are not made to survive a fork."""
         global _ACTIVE  # pylint: disable=global-statement
         _ACTIVE = self  # what the workers restore with (forked ones get a copy)
-        if isinstance(self.pool.backend, LocalBackend) and hasattr(os, 'fork'):
-            return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context('fork'), initializer=_forked)
+        if not hasattr(os, 'fork'):
+            return ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix='ferry-restore')
+        context = multiprocessing.get_context('fork')
+        if isinstance(self.pool.backend, LocalBackend):
+            return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_forked)
+        if self.worker_backends is not None and self.pack_cache is not None:
+            self.ranged = True  # each worker reads only the ranges its files need (whole packs would cross several times)
+            claimed = context.Value('i', 0)
+            return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_forked,
+                                       initargs=(self.worker_backends(self.workers), claimed))
         return ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix='ferry-restore')
 
+    def use_backend(self, backend):
+        self.pool.backend = backend
+        self.pack_cache.backend = backend
+
     def restore_files(self, jobs):
-        spans = self._small_file_spans(jobs)
+        # files of one chunk share reads; a file of many reads its own chunks in order (two big files
+        # backed up side by side share packs: one span for both would be read again for the second)
+        spans = self._spans(entry for _full, entry in jobs if len(entry.get('chunks') or ()) == 1)
         for full, entry in jobs:
-            self._file(full, entry, spans)
+            self._file(full, entry, spans if len(entry.get('chunks') or ()) == 1 else self._spans([entry]))
         return sum(entry['size'] for _full, entry in jobs), len(jobs)
 
-    def _small_file_spans(self, jobs):
-        """{pack number: (start, end)} of the chunks of this batch's small files: one read a pack for all of them."""
-        spans = {}
-        for _full, entry in jobs:
-            if entry['size'] >= RANGED_MIN:
-                continue
+    def _spans(self, entries):
+        """{pack number: sorted [(start, end)]}: the chunks of ``entries``, in reads of up to SPAN_BYTES over
+        gaps of up to SPAN_GAP (one read for many small files or many chunks of a big one, without reading
+        what other batches need)."""
+        ranges = {}
+        for entry in entries:
             for blob_id in entry.get('chunks') or ():
                 location = self.pool.blobs.get(blob_id)
-                if location is None:
-                    continue  # named as missing when the file is restored
-                number, offset, length = location[:3]
-                start, end = spans.get(number, (offset, offset + length))
-                spans[number] = (min(start, offset), max(end, offset + length))
+                if location is not None:  # (a missing one is named when the file is restored)
+                    ranges.setdefault(location[0], []).append((location[1], location[1] + location[2]))
+        spans = {}
+        for number, found in ranges.items():
+            merged = spans[number] = []
+            for start, end in sorted(found):
+                if merged and start - merged[-1][1] <= SPAN_GAP and max(end, merged[-1][1]) - merged[-1][0] <= SPAN_BYTES:
+                    merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+                else:
+                    merged.append((start, end))
         return spans
+
+    @staticmethod
+    def _span_around(spans, location):
+        """The span of ``spans`` (a pack's) that holds the blob at ``location``, if any."""
+        found = spans.get(location[0])
+        if found:
+            index = bisect.bisect_right(found, (location[1], float('inf'))) - 1
+            if index >= 0 and found[index][1] >= location[1] + location[2]:
+                return found[index]
+        return None
 
     def _is_hole(self, blob_id, length):
         """A chunk of zeros (only large ones matter for sparseness; small ones are written)."""
@@ -183,8 +219,8 @@ class Restore:
 
     def _read(self, blob_id, entry, location, spans):
         try:
-            if self.pack_cache is not None and self.pack_cache.ranges_direct():
-                return self._read_range(blob_id, location, None if entry['size'] >= RANGED_MIN else spans.get(location[0]))
+            if self.ranged:
+                return self._read_range(blob_id, location, self._span_around(spans, location))
             return self.pool.read_blob(blob_id, self.verify, self.pack_cache)
         except fmt.FormatError as exc:
             raise PoolError('%s: %s' % (entry['path'], exc)) from None
@@ -205,9 +241,15 @@ class _NoProgress:
         pass
 
 
-def _forked():
-    """In a worker process: progress is counted by the parent, from each batch's result."""
+def _forked(backends=None, claimed=None):
+    """In a worker process: progress is counted by the parent, from each batch's result; with
+    ``backends``, the worker makes the first one no other worker has claimed its own."""
     _ACTIVE.progress = _NoProgress()
+    if backends is not None:
+        with claimed.get_lock():
+            index = claimed.value
+            claimed.value += 1
+        _ACTIVE.use_backend(backends[index]())
     # the objects inherited from the parent (the index among them) are never garbage: the collector's
     # full passes need not walk them for every few thousand chunks restored (measured: 2-3% of the CPU)
     gc.freeze()

@@ -27,8 +27,8 @@ from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import DATA
 CONNECT_TIMEOUT = 60.0
 
 
-def control_channel(pki, address, timeout=CONNECT_TIMEOUT):
-    """A channel to an agent, authenticated with the control node's certificate of this sync."""
+def control_context(pki):
+    """A TLS client context with the control node's certificate of this sync (the key never touches the disk for long)."""
     directory = tempfile.mkdtemp(prefix='ferry-tls-')
     try:
         paths = []
@@ -37,9 +37,13 @@ def control_channel(pki, address, timeout=CONNECT_TIMEOUT):
             with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), 'w') as handle:
                 handle.write(text)
             paths.append(path)
-        context = wire.client_context(*paths)
+        return wire.client_context(*paths)
     finally:
         shutil.rmtree(directory, ignore_errors=True)  # loaded into the context; no key stays on disk
+
+
+def control_channel(context, address, timeout=CONNECT_TIMEOUT):
+    """A channel to an agent, authenticated with the control node's certificate of this sync."""
     deadline, attempt = time.monotonic() + timeout, 0
     while True:
         attempt += 1
@@ -65,17 +69,24 @@ def run_agent_job(cluster, sync_id, spec, job, backend, payload=b'', on_progress
     agent = Agent(cluster, sync_id, spec, pki)
     try:
         address = agent.start(timeout=start_timeout)
-        channel = control_channel(pki, address)
+        context = control_context(pki)
+        channel = control_channel(context, address)
+        lanes = []
+
+        def open_lane():
+            lanes.append(control_channel(context, address))
+            return lanes[-1]
+
         try:
             shared = relay.SharedChannel(channel)
-            shared.send(relay.JOB, job, payload)
+            shared.send(relay.JOB, dict(job, lanes=True), payload)  # lanes: this control node opens them when asked
             try:
-                result = relay.serve(shared, backend, on_progress)
+                result = relay.serve(shared, backend, on_progress, open_lane=open_lane)
             except relay.RelayError as exc:
                 raise FerryError('the agent in %s failed: %s' % (spec.namespace, exc)) from None
             except (EOFError, OSError, wire.ProtocolError) as exc:
                 raise FerryError('lost the agent in %s: %s%s' % (spec.namespace, exc, _log_tail(agent))) from None
-            return result, channel.bytes_sent + channel.bytes_received
+            return result, sum(each.bytes_sent + each.bytes_received for each in [channel] + lanes)
         finally:
             channel.sock.close()
     finally:

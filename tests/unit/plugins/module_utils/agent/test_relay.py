@@ -17,7 +17,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.agent import relay, wir
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
 from ansible_collections.ferry.kube.plugins.module_utils.pool import crypto
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import BackendError, LocalBackend, NotFound
-from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import read_metadata
+from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup, read_metadata
 from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool
 
 PASSPHRASE = 'relay-test-passphrase'
@@ -40,11 +40,12 @@ def pool(tmp_path):
 class Agent:
     """One accepted connection on 127.0.0.1, running ``work(channel)`` in a thread as the agent would."""
 
-    def __init__(self, server_context, work):
+    def __init__(self, server_context, work, lanes=False):
         self.listener = socket.create_server(('127.0.0.1', 0))
         self.address = self.listener.getsockname()[:2]
         self.context = server_context
         self.work = work
+        self.lanes = lanes  # work(channel, accept): accept(timeout) gives the next connection, as the agent's listener does
         self.result = self.error = None
         self.thread = threading.Thread(target=self._serve, name='test-agent', daemon=True)
         self.thread.start()
@@ -55,13 +56,20 @@ class Agent:
             tls = self.context.wrap_socket(conn, server_side=True)
             wire.require_role(tls, {'control'})
             try:
-                self.result = self.work(wire.Channel(tls))
+                self.result = self.work(wire.Channel(tls), self.accept) if self.lanes else self.work(wire.Channel(tls))
             finally:
                 tls.close()
         except BaseException as exc:  # pylint: disable=broad-except
             self.error = exc
         finally:
             self.listener.close()
+
+    def accept(self, timeout):
+        self.listener.settimeout(timeout)
+        conn, _peer = self.listener.accept()
+        tls = self.context.wrap_socket(conn, server_side=True)
+        wire.require_role(tls, {'control'})
+        return wire.Channel(tls)
 
     def join(self, timeout=HANG):
         self.thread.join(timeout)
@@ -85,26 +93,31 @@ def link(tmp_path):
 
     opened = []
 
-    def make(work):
-        agent = Agent(context(wire.server_context, 'source'), work)
-        tls = wire.connect(agent.address, context(wire.client_context, 'control'), timeout=HANG)
-        # Blocking, as staged.control_channel leaves it: the relay reads and writes one TLS socket from
-        # several threads, which Python's ssl survives only in blocking mode (with a timeout, reads
-        # see spurious ends of stream while another thread writes).
-        tls.settimeout(None)
-        opened.append(tls)
-        return agent, tls
+    def make(work, lanes=False):
+        agent = Agent(context(wire.server_context, 'source'), work, lanes)
+
+        def connect():
+            tls = wire.connect(agent.address, context(wire.client_context, 'control'), timeout=HANG)
+            # Blocking, as staged.control_channel leaves it: the relay reads and writes one TLS socket from
+            # several threads, which Python's ssl survives only in blocking mode (with a timeout, reads
+            # see spurious ends of stream while another thread writes).
+            tls.settimeout(None)
+            opened.append(tls)
+            return tls
+
+        agent.connect = connect  # another connection to the same agent (a lane)
+        return agent, connect()
 
     yield make
     for tls in opened:
         tls.close()
 
 
-def run_job(channel):
-    return relay.run_job(channel, progress_interval=0.05)
+def run_job(channel, accept=None):
+    return relay.run_job(channel, progress_interval=0.05, accept=accept)
 
 
-def control(tls, job, backend, payload=b'', on_progress=None):
+def control(tls, job, backend, payload=b'', on_progress=None, open_lane=None):
     """The control node's side of one job: send it, serve the pool until the result, hang up.
 
     ``serve`` runs in a thread joined with a time limit, so a control node that would wait forever
@@ -115,7 +128,7 @@ def control(tls, job, backend, payload=b'', on_progress=None):
 
     def work():
         try:
-            outcome['result'] = relay.serve(shared, backend, on_progress)
+            outcome['result'] = relay.serve(shared, backend, on_progress, open_lane=open_lane)
         except BaseException as exc:  # pylint: disable=broad-except
             outcome['error'] = exc
         finally:
@@ -231,7 +244,7 @@ class FlakyBackend(LocalBackend):
 def test_not_found_and_other_storage_errors_reach_the_agent_as_themselves(tmp_path, link, monkeypatch):
     seen = {}
 
-    def probe(job, backend, _metadata, _progress):
+    def probe(job, backend, _metadata, _progress, _lanes):
         try:
             backend.read('points/nope')
         except NotFound as exc:
@@ -353,7 +366,7 @@ def test_concurrent_calls_from_several_threads_get_their_own_replies(tmp_path, l
     threads, rounds = 8, 20
     mistakes = []
 
-    def many(_job, backend, _metadata, _progress):
+    def many(_job, backend, _metadata, _progress, _lanes):
         def worker(number):
             rng = random.Random(number)
             for step in range(rounds):
@@ -382,3 +395,107 @@ def test_concurrent_calls_from_several_threads_get_their_own_replies(tmp_path, l
     assert result == {'keys': threads * rounds}
     assert not mistakes
     assert backend.most > 1, 'the control node answered requests in parallel'
+
+
+class RangeCountingBackend(LocalBackend):
+    """A local pool that counts the pack bytes read, by whole pack and by range."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.whole = self.ranged = 0
+
+    def read(self, key, offset=0, length=None):
+        data = super().read(key, offset, length)
+        if key.startswith('data/'):
+            if length is None:
+                self.whole += len(data)
+            else:
+                self.ranged += len(data)
+        return data
+
+
+def lane_opener(agent, opened, wrap=None):
+    def open_lane():
+        opened.append(wire.Channel(agent.connect()))
+        return wrap(opened[-1]) if wrap else opened[-1]
+    return open_lane
+
+
+def backed_up(pool, volumes):
+    opened = Pool.open(LocalBackend(pool.location), PASSPHRASE)
+    try:
+        return Backup(opened, volumes).run()
+    finally:
+        opened.close()
+
+
+def test_a_restore_runs_in_worker_processes_each_on_a_lane_of_its_own(tmp_path, link, pool):
+    volumes = {}
+    for name, count in (('data', 120), ('logs', 40)):  # two volumes: the workers and their lanes serve both
+        root = volumes[name] = str(tmp_path / name)
+        make_tree(root)
+        rng = random.Random(name)
+        for number in range(count):
+            with open(os.path.join(root, 'small-%03d' % number), 'wb') as handle:
+                handle.write(rng.randbytes(rng.randint(0, 9000)))
+    with open(os.path.join(volumes['data'], 'big'), 'wb') as handle:  # several chunks, read in spans
+        handle.write(random.Random(3).randbytes(6 * 1024 * 1024))
+    point = backed_up(pool, volumes)
+    targets = {name: str(tmp_path / ('restored-' + name)) for name in volumes}
+
+    served, lanes = RangeCountingBackend(pool.location), []
+    agent, tls = link(run_job, lanes=True)
+    restored = control(tls, {'op': 'restore', 'passphrase': PASSPHRASE, 'location': pool.location, 'point': point['id'],
+                             'volumes': targets, 'lanes': True}, served, open_lane=lane_opener(agent, lanes))
+    agent.join()
+    assert agent.error is None
+    for name, root in volumes.items():
+        assert describe_tree(targets[name]) == describe_tree(root)
+    assert restored['stats']['data']['files'] == 5 + 120 + 1
+    assert len(lanes) >= 2, 'one lane per worker process'
+    packs = sum(size for _key, size in LocalBackend(pool.location).list('data/'))
+    # by range, each byte about once (a batch's read may take in the small gaps between its files' chunks)
+    assert served.whole == 0 and packs * 0.8 < served.ranged < packs * 1.5
+    assert served.ranged <= sum(lane.bytes_sent for lane in lanes) < packs * 1.6, 'the pack bytes went over the lanes'
+
+
+class CutAfterHello:
+    """A lane that breaks right after it told the agent which job it serves."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.sock = channel.sock
+
+    def send(self, kind, header=None, payload=b'', compress=True):
+        self.channel.send(kind, header, payload, compress)
+        self.sock.shutdown(socket.SHUT_RDWR)
+
+    def recv(self):
+        return self.channel.recv()
+
+
+def test_a_lane_lost_mid_restore_fails_the_job_clearly_and_nothing_hangs(tmp_path, link, pool):
+    source = str(tmp_path / 'source')
+    make_tree(source)
+    point = backed_up(pool, {'data': source})
+    agent, tls = link(run_job, lanes=True)
+    started = time.monotonic()
+    with pytest.raises(relay.RelayError, match='control node'):
+        control(tls, {'op': 'restore', 'passphrase': PASSPHRASE, 'location': pool.location, 'point': point['id'],
+                      'volumes': {'data': str(tmp_path / 'restored')}, 'lanes': True}, pool, open_lane=lane_opener(agent, [], CutAfterHello))
+    assert time.monotonic() - started < HANG / 2
+    agent.join()
+
+
+def test_without_lanes_from_the_control_node_the_agent_restores_in_threads(tmp_path, link, pool):
+    source = str(tmp_path / 'source')
+    make_tree(source)
+    point = backed_up(pool, {'data': source})
+    served = RangeCountingBackend(pool.location)
+    agent, tls = link(run_job, lanes=True)
+    control(tls, {'op': 'restore', 'passphrase': PASSPHRASE, 'location': pool.location, 'point': point['id'],
+                  'volumes': {'data': str(tmp_path / 'restored')}}, served)  # an older control node: no 'lanes' in the job
+    agent.join()
+    assert agent.error is None
+    assert describe_tree(str(tmp_path / 'restored')) == describe_tree(source)
+    assert served.whole > 0, 'whole packs, one request each, over the one connection'
