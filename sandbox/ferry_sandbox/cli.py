@@ -85,6 +85,10 @@ def cmd_up(args):
             time.sleep(0.05)
         _print_state(load_state(args.state_dir))
         return 0
+    # The Services' TCP proxies share this interpreter with the API servers: a proxy thread back
+    # from a socket call waits for the interpreter lock up to the switch interval (5 ms by default),
+    # per hop, which a kernel's kube-proxy never adds. A short interval keeps the hops near the wire.
+    sys.setswitchinterval(0.0005)
     images = load_images(args.images) if args.images else None
     clusters = start_clusters(args.state_dir, specs, images)
     _print_state(load_state(args.state_dir))

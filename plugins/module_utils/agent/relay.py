@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -187,9 +188,13 @@ def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=No
             else:
                 raise ProtocolError('unexpected frame %d from the agent' % kind)
     finally:
-        for lane, thread in lanes:
-            lane.sock.close()  # the agent's workers have closed theirs: the job is over
-            thread.join()
+        for lane, thread in lanes:  # the job is over (or failed): wake the lane's reader and let it go
+            try:
+                socket.socket.shutdown(lane.sock, socket.SHUT_RDWR)  # the plain socket's: a TLS shutdown would wait for the agent
+            except OSError:
+                pass
+            thread.join(LANE_TIMEOUT)
+            lane.sock.close()
         pool.shutdown(wait=True)
 
 
@@ -259,7 +264,11 @@ def run_job(channel, progress_interval=2.0, accept=None):
     if kind != JOB:
         raise ProtocolError('expected a job from the control node, got frame %d' % kind)
     backend = RemoteBackend(shared, job.get('location') or 'the control node')
-    lanes = (lambda count: _ask_for_lanes(shared, accept, count, backend.location)) if accept is not None and job.get('lanes') else None
+    opened = []
+
+    def lanes(count):
+        return _ask_for_lanes(shared, accept, count, backend.location, opened)
+
     outcome = {}
 
     def report(state, line):
@@ -267,7 +276,8 @@ def run_job(channel, progress_interval=2.0, accept=None):
 
     def work():
         try:
-            outcome['result'] = _run(job, backend, metadata, Progress(job.get('op', 'job'), report=report, interval=progress_interval), lanes)
+            progress = Progress(job.get('op', 'job'), report=report, interval=progress_interval)
+            outcome['result'] = _run(job, backend, metadata, progress, lanes if accept is not None and job.get('lanes') else None)
             shared.send(RESULT, outcome['result'])
         except Exception as exc:  # pylint: disable=broad-except
             outcome['error'] = str(exc) or exc.__class__.__name__
@@ -277,6 +287,8 @@ def run_job(channel, progress_interval=2.0, accept=None):
                 pass
         finally:
             backend.fail_all('the job has ended')
+            for channel in opened:  # the workers that used them are gone: the control node sees the lanes end
+                channel.sock.close()
 
     worker = threading.Thread(target=work, name='ferry-job', daemon=True)
     worker.start()
@@ -298,19 +310,21 @@ def run_job(channel, progress_interval=2.0, accept=None):
     return outcome['result']
 
 
-def _ask_for_lanes(shared, accept, count, location):
-    """``count`` backend makers, one per worker process: each makes a RemoteBackend over a lane of its own."""
+def _ask_for_lanes(shared, accept, count, location, opened):
+    """``count`` backend makers, one per worker process: each makes a RemoteBackend over a lane of its own.
+    The lanes are added to ``opened`` as they come, for the job to close at its end."""
     token = os.urandom(16).hex()
     shared.send(LANES, {'count': count, 'token': token})
-    channels = []
-    while len(channels) < count:
+    makers = []
+    while len(makers) < count:
         channel = accept(LANE_TIMEOUT)
         kind, hello, _payload = channel.recv()
         if kind != LANE or hello.get('token') != token:
             channel.sock.close()  # a connection of another job (a rerun of the sync?): not ours
             continue
-        channels.append(channel)
-    return [lambda channel=channel: RemoteBackend.over(channel, location) for channel in channels]
+        opened.append(channel)
+        makers.append(lambda channel=channel: RemoteBackend.over(channel, location))
+    return makers
 
 
 def _run(job, backend, metadata, progress, lanes=None):

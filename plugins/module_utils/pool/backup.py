@@ -174,7 +174,7 @@ class Backup:
                                 batch.submit(submit(self._chunk_small_files, writer, batch.paths))
                                 batch = _Batch()
                         else:
-                            slot = _Slot(submit(self._chunk_file, writer, path, entry))
+                            slot = _Slot(submit(self._chunk_file, writer, path, entry, self._old_chunks(previous)))
                 else:
                     stats['dirs' if entry['type'] == 'dir' else 'links'] += 1
                     if entry == previous:
@@ -230,7 +230,7 @@ class Backup:
             return False
         return True
 
-    def _chunk_file(self, writer, path, entry):
+    def _chunk_file(self, writer, path, entry, old=None):
         keys = self.pool.keys
         chunks = []
         try:
@@ -241,7 +241,11 @@ class Backup:
                     chunks.append(self._store(writer, keys, data))
                 self.progress.add(len(data), 1)
                 return chunks
-            cutter = FastCDC(self.chunk_params[0], min_size=self.chunk_params[1], max_size=self.chunk_params[2])
+            if old:
+                chunks = self._rechunk(writer, path, old)
+                self.progress.add(0, 1)
+                return chunks
+            cutter = self._cutter()
             with direct_io.DirectReader(path) as stream:
                 for chunk in cutter.cut_stream(stream):  # one reused buffer: no mmap, memory stays flat
                     chunks.append(self._store(writer, keys, chunk.data))
@@ -250,6 +254,58 @@ class Backup:
         except OSError as exc:
             raise PoolError('cannot read %s: %s' % (path, exc.strerror or exc)) from None
         return chunks
+
+    def _cutter(self):
+        return FastCDC(self.chunk_params[0], min_size=self.chunk_params[1], max_size=self.chunk_params[2])
+
+    def _old_chunks(self, previous):
+        """[(blob id, length)] of the previous version of a changed file, when it had several chunks the index knows."""
+        chunks = previous.get('chunks') if previous is not None and previous.get('type') == 'file' else None
+        if not chunks or len(chunks) < 2:
+            return None
+        old = []
+        for blob_id in chunks:
+            location = self.pool.blobs.get(blob_id)
+            if location is None:
+                return None
+            old.append((blob_id, location[3]))
+        return old
+
+    def _rechunk(self, writer, path, old):
+        """The chunks of a changed file whose previous version was cut into ``old``.
+
+        Where the content did not change, the old cuts stand: an old chunk at its old offset is checked
+        by its keyed hash alone. The cutter runs only from where one differs, until it cuts at an old
+        boundary again. The chunks are those of cutting the whole file (a cut depends only on the bytes
+        since its chunk's start), for the cost of hashing what did not change (a 4 MiB write in the
+        middle of a 300 MB database file: one hash pass and 4 MiB or so of cutting, not 300 MB).
+        """
+        boundaries, offset = {}, 0
+        for index, (_blob_id, length) in enumerate(old[:-1]):  # not the last chunk's: the old end of the file cut it
+            boundaries[offset] = index
+            offset += length
+        keys, chunks, position = self.pool.keys, [], 0
+        walk.read_ahead(path)
+        with open(path, 'rb', buffering=0) as stream:
+            while True:
+                index = boundaries.get(position)
+                if index is not None:
+                    blob_id, length = old[index]
+                    data = os.pread(stream.fileno(), length, position)
+                    if len(data) == length and keys.chunk_id(data) == blob_id:
+                        chunks.append(blob_id)
+                        position += length
+                        self.progress.add(length)
+                        continue
+                stream.seek(position)
+                for chunk in self._cutter().cut_stream(stream):
+                    chunks.append(self._store(writer, keys, chunk.data))
+                    position += chunk.length
+                    self.progress.add(chunk.length)
+                    if position in boundaries:
+                        break  # back in step with the old cuts
+                else:
+                    return chunks  # cut to the end of the file
 
     @staticmethod
     def _store(writer, keys, data):

@@ -20,13 +20,14 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from contextlib import contextmanager
 
 from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io
 
 RANGE_HANDLES = 8  # packs a thread keeps open for range reads
 SPAN_BYTES = 8 * 1024 * 1024  # the most read at once for a batch of small files
+READ_AHEAD_BYTES = 24 * 1024 * 1024  # asked for ahead of a worker's reads, where the backend can (plan)
 
 
 class PackCache:
@@ -55,12 +56,41 @@ class PackCache:
             start, end = span if span is not None and span[1] - span[0] + 2 * direct_io.BLOCK <= self.range_bytes else (offset, offset + length)
             loaded = self.local.span = None
             view = self._read_direct(key, start, end)
-            if view is None:  # not a local pack: one request for the span
-                view = memoryview(self.backend.read(key, start, end - start))
+            if view is None:  # not a local pack: one request for the span (asked for ahead, when planned)
+                view = memoryview(self._planned(key, start, end) or self.backend.read(key, start, end - start))
                 if len(view) < end - start:
                     raise OSError(errno.EIO, 'pack %s is shorter than its index says (truncated?)' % key)
             loaded = self.local.span = (key, start, end, view)
         return loaded[3][offset - loaded[1]:offset - loaded[1] + length]
+
+    def plan(self, reads):
+        """The ranges (key, start, end) this thread will load next, in order. A backend that can read
+        ahead (a relay lane) is asked for them up to READ_AHEAD_BYTES ahead, so the round trips to the
+        control node overlap the work instead of adding to it (a DR link's latency is milliseconds)."""
+        if not hasattr(self.backend, 'read_ahead'):
+            return
+        self.local.plan, self.local.pending, self.local.pending_bytes = iter(reads), deque(), 0
+        self._ask_ahead()
+
+    def _ask_ahead(self):
+        pending = self.local.pending
+        while not pending or self.local.pending_bytes < READ_AHEAD_BYTES:
+            read = next(self.local.plan, None)
+            if read is None:
+                return
+            key, start, end = read
+            pending.append((read, self.backend.read_ahead(key, start, end - start)))
+            self.local.pending_bytes += end - start
+
+    def _planned(self, key, start, end):
+        """The planned read of this range, if it is the next one planned (else None: read it now)."""
+        pending = getattr(self.local, 'pending', None)
+        if not pending or pending[0][0] != (key, start, end):
+            return None
+        _read, wait = pending.popleft()
+        self.local.pending_bytes -= end - start
+        self._ask_ahead()
+        return wait()
 
     def _read_direct(self, key, offset, end):
         """Bytes ``offset`` to ``end`` of a local pack, read direct into this thread's aligned buffer (None: not here)."""

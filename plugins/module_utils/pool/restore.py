@@ -140,10 +140,26 @@ class Restore:
     def restore_files(self, jobs):
         # files of one chunk share reads; a file of many reads its own chunks in order (two big files
         # backed up side by side share packs: one span for both would be read again for the second)
-        spans = self._spans(entry for _full, entry in jobs if len(entry.get('chunks') or ()) == 1)
-        for full, entry in jobs:
-            self._file(full, entry, spans if len(entry.get('chunks') or ()) == 1 else self._spans([entry]))
+        shared = self._spans(entry for _full, entry in jobs if len(entry.get('chunks') or ()) == 1)
+        spans = [shared if len(entry.get('chunks') or ()) == 1 else self._spans([entry]) for _full, entry in jobs]
+        if self.ranged:
+            self.pack_cache.plan(self._reads(jobs, spans))
+        for (full, entry), file_spans in zip(jobs, spans):
+            self._file(full, entry, file_spans)
         return sum(entry['size'] for _full, entry in jobs), len(jobs)
+
+    def _reads(self, jobs, spans):
+        """The ranges (pack key, start, end) that restoring ``jobs`` will read, in order (what read_range loads)."""
+        loaded = None
+        for (_full, entry), file_spans in zip(jobs, spans):
+            for blob_id in entry.get('chunks') or ():
+                location = self.pool.blobs.get(blob_id)
+                if location is None or self._is_hole(blob_id, location[3]):
+                    continue
+                key, offset, end = self._pack_key(location[0]), location[1], location[1] + location[2]
+                if loaded is None or loaded[0] != key or not loaded[1] <= offset or end > loaded[2]:
+                    loaded = (key,) + (self._span_around(file_spans, location) or (offset, end))
+                    yield loaded
 
     def _spans(self, entries):
         """{pack number: sorted [(start, end)]}: the chunks of ``entries``, in reads of up to SPAN_BYTES over
@@ -225,10 +241,13 @@ class Restore:
         except fmt.FormatError as exc:
             raise PoolError('%s: %s' % (entry['path'], exc)) from None
 
+    def _pack_key(self, number):
+        pack_id, kind = self.pool.packs[number]
+        return fmt.pack_key(kind, pack_id)
+
     def _read_range(self, blob_id, location, span):
         number, offset, length, _raw_length, flags, blob_type = location
-        pack_id, kind = self.pool.packs[number]
-        key = fmt.pack_key(kind, pack_id)
+        key = self._pack_key(number)
         sealed = self.pack_cache.read_range(key, offset, length, span)
         return self.pool.open_blob(blob_id, blob_type, flags, sealed, self.pool.pack_session(key), self.verify)
 

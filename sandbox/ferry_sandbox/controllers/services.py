@@ -1,11 +1,16 @@
 """Service -> Endpoints, and NodePort / LoadBalancer addresses that really carry TCP to pods."""
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 
 from ..errors import ApiError
 from ..selectors import matches_selector_dict
 from .workloads import pod_ready
+
+PUMP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pump.py')
 
 
 def _target_port(pod, port):
@@ -95,8 +100,7 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+            _hand_over(client, upstream)
 
     def close(self):
         self.closed = True
@@ -106,22 +110,22 @@ class TcpProxy:
             pass
 
 
-def _pump(source, sink):
-    buffer = bytearray(1 << 20)
-    view = memoryview(buffer)
+def _hand_over(client, upstream):
+    """Pump the connection in a process of its own (pump.py), reaped by a thread when both ends close."""
     try:
-        while True:
-            count = source.recv_into(buffer)
-            if not count:
-                break
-            sink.sendall(view[:count])
+        # kube-proxy rewrites packets and leaves TCP to the two ends; a proxy that terminates TCP must not
+        # add Nagle's delay to the small frames the ends send without it (a request waited for an ACK)
+        for sock in (client, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        process = subprocess.Popen([sys.executable, '-I', PUMP, str(client.fileno()), str(upstream.fileno())],
+                                   pass_fds=(client.fileno(), upstream.fileno()), stdin=subprocess.DEVNULL)
     except OSError:
-        pass
+        process = None
     finally:
-        try:
-            sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        client.close()  # the pump holds its own copies
+        upstream.close()
+    if process is not None:
+        threading.Thread(target=process.wait, daemon=True, name='pump-reaper').start()
 
 
 class Exposure:

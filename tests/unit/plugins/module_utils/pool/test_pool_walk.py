@@ -155,3 +155,47 @@ def test_a_restore_reads_each_stored_byte_about_once(pool, tmp_path, monkeypatch
     assert describe(target) == describe(root)
     data_packs = sum(size for key, size in stored_packs(reopen(pool)).values() if key.startswith('data/'))
     assert 0 < sum(read) <= data_packs, 'no byte read twice'
+
+
+def test_a_changed_file_is_cut_again_only_where_it_changed(pool, tmp_path, monkeypatch):
+    import random
+    from ansible_collections.ferry.kube.plugins.module_utils.pool import backup as backup_module
+    root = str(tmp_path / 'db')
+    os.makedirs(root)
+    rng = random.Random(5)
+    files = {'table.dat': rng.randbytes(12 * 1024 * 1024), 'app.log': b''.join(b'line %d of the log\n' % n for n in range(200000))}
+    for name, data in files.items():
+        with open(os.path.join(root, name), 'wb') as handle:
+            handle.write(data)
+    Backup(pool, {'data': root}).run()
+    with open(os.path.join(root, 'table.dat'), 'r+b') as handle:  # a write in the middle, as a database does
+        handle.seek(6 * 1024 * 1024 + 12345)
+        handle.write(rng.randbytes(300 * 1024))
+    with open(os.path.join(root, 'app.log'), 'ab') as handle:  # and a log that grows
+        handle.write(b'one more line\n' * 5000)
+    cut = []
+    real_cutter = backup_module.Backup._cutter
+
+    def counting_cutter(self):
+        cutter = real_cutter(self)
+
+        class Counting:
+            def cut_stream(self, stream):
+                for chunk in cutter.cut_stream(stream):
+                    cut.append(chunk.length)
+                    yield chunk
+        return Counting()
+
+    monkeypatch.setattr(backup_module.Backup, '_cutter', counting_cutter)
+    incremental = Backup(reopen(pool), {'data': root}).run()
+    changed_bytes = sum(cut)
+    cut.clear()
+    whole = Backup(reopen(pool), {'data': root}, parent=None).run()  # every file cut from its first byte
+    assert sum(cut) == sum(os.path.getsize(os.path.join(root, name)) for name in files)
+    opened = reopen(pool)
+    chunks = [{entry['path']: entry.get('chunks') for entry in read_tree(opened, point['volumes']['data']['tree'])} for point in (incremental, whole)]
+    assert chunks[0] == chunks[1], 'the same chunks as cutting the whole files'
+    assert changed_bytes < 4 * 1024 * 1024, 'only around the write and the end of the log were cut again'
+    target = str(tmp_path / 'out')
+    Restore(reopen(pool), incremental, {'data': target}).run()
+    assert describe(target) == describe(root)
