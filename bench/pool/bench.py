@@ -8,8 +8,9 @@ directory, for both tools; the tools take turns going first. Caches are dropped 
 step where the kernel allows it. Both restore into a new ext4 file system (a loop device, when run as
 root), as a restore into a new volume would: on the work directory's file system the benchmark's own
 deletions (the previous copies and restores, seconds before) made whichever tool restored first pay
-for them, since ext4 skips inodes freed in the last minute when it allocates new ones. Figures are medians over the repetitions; ratios compare the
-medians. Then Ferry's peak memory for a full backup at ``--scale`` and at ``--memory-scale``.
+for them, since ext4 skips inodes freed in the last minute when it allocates new ones. Figures are
+medians over the repetitions; ratios compare the medians. Then Ferry's peak memory for a full
+backup at ``--scale`` and at ``--memory-scale``.
 """
 
 import argparse

@@ -85,9 +85,10 @@ def cmd_up(args):
             time.sleep(0.05)
         _print_state(load_state(args.state_dir))
         return 0
-    # The Services' TCP proxies share this interpreter with the API servers: a proxy thread back
-    # from a socket call waits for the interpreter lock up to the switch interval (5 ms by default),
-    # per hop, which a kernel's kube-proxy never adds. A short interval keeps the hops near the wire.
+    # Many threads share this interpreter (API servers, controllers, the Services' accept loops); one
+    # back from a socket call waits for the lock up to the switch interval, 5 ms by default. The
+    # proxies pump in processes of their own now (controllers/pump.py); the short interval still
+    # kept a staged restore through a NodePort a little faster (9.9-10.1 s against 10.2-11.0 s).
     sys.setswitchinterval(0.0005)
     images = load_images(args.images) if args.images else None
     clusters = start_clusters(args.state_dir, specs, images)

@@ -90,6 +90,23 @@ class RemoteBackend(Backend):
         for future in waiting.values():
             future.set_exception(BackendError(reason))
 
+    def receive_replies(self, what):
+        """Deliver the replies arriving on ``what`` (the connection, a lane) until the control node closes it.
+
+        Any other end fails every request in flight (none may wait forever); a broken connection or
+        protocol is raised after that."""
+        try:
+            while True:
+                kind, header, payload = self.shared.recv()
+                if kind != REPLY:
+                    raise ProtocolError('unexpected frame %d on %s from the control node' % (kind, what))
+                self.deliver(header, payload)
+        except EOFError:
+            self.fail_all('the control node closed %s' % what)
+        except (OSError, ProtocolError) as exc:
+            self.fail_all('lost %s to the control node: %s' % (what, exc))
+            raise
+
     @classmethod
     def over(cls, channel, location):
         """A backend with a thread of its own receiving the replies on ``channel`` (a lane, in a worker process)."""
@@ -97,15 +114,9 @@ class RemoteBackend(Backend):
 
         def receive():
             try:
-                while True:
-                    kind, header, payload = backend.shared.recv()
-                    if kind != REPLY:
-                        raise ProtocolError('unexpected frame %d on a lane' % kind)
-                    backend.deliver(header, payload)
-            except EOFError:
-                backend.fail_all('the control node closed the lane')
-            except (OSError, ProtocolError) as exc:
-                backend.fail_all('lost the lane to the control node: %s' % exc)
+                backend.receive_replies('the lane')
+            except (OSError, ProtocolError):
+                pass  # the requests in flight have failed with the cause
 
         threading.Thread(target=receive, name='ferry-lane', daemon=True).start()
         return backend
@@ -293,15 +304,8 @@ def run_job(channel, progress_interval=2.0, accept=None):
     worker = threading.Thread(target=work, name='ferry-job', daemon=True)
     worker.start()
     try:
-        while True:  # replies until the control node, having the result, closes the connection
-            kind, header, payload = shared.recv()
-            if kind != REPLY:
-                raise ProtocolError('unexpected frame %d from the control node' % kind)
-            backend.deliver(header, payload)
-    except EOFError:
-        backend.fail_all('the control node closed the connection')  # requests still in flight must not wait forever
-    except (OSError, ProtocolError) as exc:
-        backend.fail_all('lost the control node: %s' % exc)
+        backend.receive_replies('the connection')  # until the control node, having the result, closes it
+    except (OSError, ProtocolError):
         worker.join()
         raise
     worker.join()

@@ -52,8 +52,8 @@ class PackCache:
         a batch of small files): it is read in one request, and later ranges inside it come from memory.
         """
         loaded = getattr(self.local, 'span', None)
-        if loaded is None or loaded[0] != key or not loaded[1] <= offset or offset + length > loaded[2]:
-            start, end = span if span is not None and span[1] - span[0] + 2 * direct_io.BLOCK <= self.range_bytes else (offset, offset + length)
+        if not _holds(loaded, key, offset, length):
+            start, end = self._load_for(offset, length, span)
             loaded = self.local.span = None
             view = self._read_direct(key, start, end)
             if view is None:  # not a local pack: one request for the span (asked for ahead, when planned)
@@ -63,14 +63,29 @@ class PackCache:
             loaded = self.local.span = (key, start, end, view)
         return loaded[3][offset - loaded[1]:offset - loaded[1] + length]
 
-    def plan(self, reads):
-        """The ranges (key, start, end) this thread will load next, in order. A backend that can read
-        ahead (a relay lane) is asked for them up to READ_AHEAD_BYTES ahead, so the round trips to the
-        control node overlap the work instead of adding to it (a DR link's latency is milliseconds)."""
+    def _load_for(self, offset, length, span):
+        """(start, end) that ``read_range`` loads for a range it does not hold: its span where that fits the buffer."""
+        if span is not None and span[1] - span[0] + 2 * direct_io.BLOCK <= self.range_bytes:
+            return span
+        return offset, offset + length
+
+    def plan(self, ranges):
+        """``ranges``: the (key, offset, length, span) this thread will call ``read_range`` with next, in order.
+        A backend that can read ahead (a relay lane) is asked for what those calls will load up to
+        READ_AHEAD_BYTES ahead, so the round trips to the control node overlap the work instead of
+        adding to it (a DR link's latency is milliseconds)."""
         if not hasattr(self.backend, 'read_ahead'):
             return
-        self.local.plan, self.local.pending, self.local.pending_bytes = iter(reads), deque(), 0
+        self.local.plan, self.local.pending, self.local.pending_bytes = self._loads(ranges), deque(), 0
         self._ask_ahead()
+
+    def _loads(self, ranges):
+        """The (key, start, end) that ``read_range`` will load for ``ranges``, in order."""
+        loaded = None
+        for key, offset, length, span in ranges:
+            if not _holds(loaded, key, offset, length):
+                loaded = (key,) + self._load_for(offset, length, span)
+                yield loaded
 
     def _ask_ahead(self):
         pending = self.local.pending
@@ -162,6 +177,11 @@ class PackCache:
                     break
             else:
                 return  # every cached pack is in use: go over capacity for a moment
+
+
+def _holds(loaded, key, offset, length):
+    """Whether the loaded span (key, start, end, ...) holds ``length`` bytes of ``key`` at ``offset``."""
+    return loaded is not None and loaded[0] == key and loaded[1] <= offset and offset + length <= loaded[2]
 
 
 class _Entry:

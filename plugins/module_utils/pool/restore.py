@@ -57,11 +57,15 @@ class Restore:
         self._zero_ids = {}
         # a whole point needs nearly every blob of its packs: read each pack once (selected paths: by range)
         # (each worker process has its own cache: two packs; threads share one)
-        largest_pack = pool.config['pack_size'] + max(pool.config['chunk_max'], 4 * 1024 * 1024) + fmt.HEADER_RESERVE + 65536
+        largest_chunk = max(pool.config['chunk_max'], 4 * 1024 * 1024)
+        largest_pack = pool.config['pack_size'] + largest_chunk + fmt.HEADER_RESERVE + 65536
         capacity = 2 if isinstance(pool.backend, LocalBackend) else self.workers + 2
-        largest_blob = max(pool.config['chunk_max'], 4 * 1024 * 1024) + 64
+        largest_blob = largest_chunk + 64
         self.pack_cache = None if self.paths else PackCache(pool.backend, largest_pack, capacity=capacity, largest_blob=largest_blob)
-        self.ranged = self.pack_cache is not None and self.pack_cache.ranges_direct()
+        # worker processes with a backend each (the agent's lanes) read only the ranges their files need:
+        # whole packs would cross several times
+        self.lanes = worker_backends is not None and self.pack_cache is not None and hasattr(os, 'fork') and not isinstance(pool.backend, LocalBackend)
+        self.ranged = self.pack_cache is not None and (self.pack_cache.ranges_direct() or self.lanes)
         missing = sorted(set(self.targets) - set(point['volumes']))
         if missing:
             raise PoolError('restore point %s has no volume %s (it has: %s)' % (point['id'], ', '.join(missing), ', '.join(sorted(point['volumes']))))
@@ -126,8 +130,7 @@ class Restore:
         context = multiprocessing.get_context('fork')
         if isinstance(self.pool.backend, LocalBackend):
             return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_forked)
-        if self.worker_backends is not None and self.pack_cache is not None:
-            self.ranged = True  # each worker reads only the ranges its files need (whole packs would cross several times)
+        if self.lanes:
             claimed = context.Value('i', 0)
             return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_forked,
                                        initargs=(self.worker_backends(self.workers), claimed))
@@ -143,23 +146,18 @@ class Restore:
         shared = self._spans(entry for _full, entry in jobs if len(entry.get('chunks') or ()) == 1)
         spans = [shared if len(entry.get('chunks') or ()) == 1 else self._spans([entry]) for _full, entry in jobs]
         if self.ranged:
-            self.pack_cache.plan(self._reads(jobs, spans))
+            self.pack_cache.plan(self._ranges(jobs, spans))
         for (full, entry), file_spans in zip(jobs, spans):
             self._file(full, entry, file_spans)
         return sum(entry['size'] for _full, entry in jobs), len(jobs)
 
-    def _reads(self, jobs, spans):
-        """The ranges (pack key, start, end) that restoring ``jobs`` will read, in order (what read_range loads)."""
-        loaded = None
+    def _ranges(self, jobs, spans):
+        """What restoring ``jobs`` will ask ``read_range`` for, in order: (pack key, offset, length, span)."""
         for (_full, entry), file_spans in zip(jobs, spans):
             for blob_id in entry.get('chunks') or ():
                 location = self.pool.blobs.get(blob_id)
-                if location is None or self._is_hole(blob_id, location[3]):
-                    continue
-                key, offset, end = self._pack_key(location[0]), location[1], location[1] + location[2]
-                if loaded is None or loaded[0] != key or not loaded[1] <= offset or end > loaded[2]:
-                    loaded = (key,) + (self._span_around(file_spans, location) or (offset, end))
-                    yield loaded
+                if location is not None and not self._is_hole(blob_id, location[3]):
+                    yield self._pack_key(location[0]), location[1], location[2], self._span_around(file_spans, location)
 
     def _spans(self, entries):
         """{pack number: sorted [(start, end)]}: the chunks of ``entries``, in reads of up to SPAN_BYTES over
