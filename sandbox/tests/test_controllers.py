@@ -120,6 +120,24 @@ def test_snapshot_is_a_point_in_time_copy_and_restores(sandbox_cluster):
     wait_for(lambda: not kubectl_json(cluster, 'get', 'volumesnapshotcontent')['items'], what='content deletion')
 
 
+def test_deleted_volumes_and_snapshots_are_reclaimed_after_the_delete_returns(sandbox_cluster):
+    cluster = sandbox_cluster()
+    apply(cluster, pvc('scratch'))
+    wait_for(lambda: kubectl_json(cluster, 'get', 'pvc', 'scratch')['status'].get('phase') == 'Bound', what='binding')
+    directory = volume_path(cluster, 'scratch')
+    for number in range(200):
+        with open(os.path.join(directory, 'file-%d' % number), 'w', encoding='utf-8') as handle:
+            handle.write('data')
+    apply(cluster, snapshot('snap', 'scratch'))
+    kubectl(cluster, 'wait', '--for=jsonpath={.status.readyToUse}=true', 'volumesnapshot/snap', '--timeout=30s')
+    snapshots = os.path.join(cluster.state_dir, 'snapshots')
+    assert os.listdir(snapshots)
+    kubectl(cluster, 'delete', 'volumesnapshot', 'snap')
+    kubectl(cluster, 'delete', 'pvc', 'scratch')
+    assert not os.path.exists(directory)  # gone from its place when the DELETE returns; its files go after
+    wait_for(lambda: not os.listdir(snapshots) and not os.listdir(os.path.dirname(directory)), what='the files to be reclaimed')
+
+
 def test_snapshot_without_a_class_for_the_driver_fails_like_the_real_controller(sandbox_cluster):
     cluster = sandbox_cluster()
     apply(cluster, pvc('plain', storage_class='nosnap'))

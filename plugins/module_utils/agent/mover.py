@@ -269,7 +269,12 @@ class Sink:
                     builder.received(digest, length, data, blake3.blake3(data).digest() == digest, zero)
                 else:
                     builder.local(digest, length, zero)
-            os.ftruncate(out.fileno(), entry['size'])
+            if os.fstat(out.fileno()).st_size != entry['size']:
+                # only where it changes the size (a trailing hole, a shorter clone): XFS writes the
+                # file back and waits on every ftruncate of a file with data not yet on disk
+                os.ftruncate(out.fileno(), entry['size'])
+            if builder.ok:
+                tree.start_writeback(out.fileno())
         self.stats['bytes_received'] += builder.bytes_received
         self.stats['bytes_reused'] += builder.bytes_reused
         if not builder.ok:
@@ -504,6 +509,13 @@ class Source:
         self.progress.total_bytes = sum(entry.get('size', 0) for entry in scanned)
         remote = state['files']
         known = set(state['chunks'])
+        # a file the journal lists as done is in ``remote`` with the size and mtime it was written
+        # with: compared like any other, so a file changed since an interrupted run is sent again
+        changed = [entry for entry in scanned if entry['type'] == 'file' and remote.get(entry['path']) != [entry['size'], entry['mtime_ns']]]
+        to_read = [entry for entry in changed if entry['size']]
+        reader = tree.ReadAhead([os.path.join(self.root, entry['path']) for entry in to_read], [entry['size'] for entry in to_read])
+        positions = {entry['path']: index for index, entry in enumerate(to_read)}
+        changed = {entry['path'] for entry in changed}
         paths = []
         entries = {}
         for entry in scanned:
@@ -513,14 +525,13 @@ class Source:
                 self.channel.send(ENTRY, {'entry': entry})
                 continue
             self.progress.files += 1
-            previous = remote.get(entry['path'])
-            # a file the journal lists as done is in ``remote`` with the size and mtime it was written
-            # with: compared like any other, so a file changed since an interrupted run is sent again
-            if previous and previous == [entry['size'], entry['mtime_ns']]:
+            if entry['path'] in changed:
+                if entry['path'] in positions:
+                    reader.reached(positions[entry['path']])
+                self._send_file(entry, known)
+            else:
                 self.channel.send(ENTRY, {'entry': entry, 'unchanged': True})
                 self.progress.bytes_scanned += entry['size']
-            else:
-                self._send_file(entry, known)
             self.progress.report()
         # Files the sink could not rebuild from its local chunks are sent again, whole (twice at most).
         failed = self._barrier()
@@ -543,7 +554,6 @@ class Source:
         full = os.path.join(self.root, entry['path'])
         self.channel.send(FILE, {'entry': entry})
         if entry['size']:
-            tree.read_ahead(full)
             for chunk in tree.chunker().cut_file(full):
                 digest = blake3.blake3(chunk.data).digest()
                 head = {'h': digest, 'n': chunk.length}

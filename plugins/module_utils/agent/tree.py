@@ -165,6 +165,53 @@ def read_ahead(path):
         os.close(fd)
 
 
+class ReadAhead:
+    """Keeps the kernel reading the files of a list ahead of the one being worked on.
+
+    ``paths`` and ``sizes`` are in the order the files will be read; ``reached(index)`` says that
+    file ``index`` is being read now. The files after it are asked for (``read_ahead``) until
+    ``window`` bytes are asked ahead, so the disk is not idle while a file is cut and hashed. One
+    request reads at most the device's read-ahead size (``read_ahead_kb``, a few MiB), so a file
+    counts for at most ``per_file`` bytes: the head of a big file is asked for, the rest the kernel
+    reads ahead by itself while the file is read in order.
+    """
+
+    def __init__(self, paths, sizes, window=64 * 1024 * 1024, per_file=8 * 1024 * 1024):
+        self.paths = paths
+        self.starts = [0]
+        for size in sizes:
+            self.starts.append(self.starts[-1] + min(size, per_file))
+        self.window = window
+        self.asked = 0  # files asked for so far
+
+    def reached(self, index):
+        limit = self.starts[index] + max(self.window, 1)  # the file being read is always asked for
+        while self.asked < len(self.paths) and self.starts[self.asked] < limit:
+            read_ahead(self.paths[self.asked])
+            self.asked += 1
+
+
+def _sync_file_range():
+    """libc's sync_file_range(2), or None where there is none (not Linux)."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return function
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd):
+    """Start writing a file's dirty pages to disk, without waiting: the disk works while the next
+    files arrive, and the sync that ends a sync finds little left to write."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, 0, 0, SYNC_FILE_RANGE_WRITE)  # a failure only leaves the work to that sync
+
+
 def sync_filesystem(path):
     """Flush the file system holding ``path`` (syncfs), not every file system of the node (sync)."""
     fd = os.open(path, os.O_RDONLY)

@@ -18,6 +18,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPK
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import group
 from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import DATA_DIR, Agent, AgentSpec, app_user, require_filesystems
+from ansible_collections.ferry.kube.plugins.module_utils.workers import Background
 
 STATE_DIR = '.ferry-state'
 
@@ -52,29 +53,46 @@ class Passthrough:
         snapper = group.AppSnapshot(self.source, self.sync_id, self.providers)
         plans = snapper.plan(volumes, self.mechanism)
         pods = self.source.get('/api/v1/namespaces/%s/pods' % self.namespace).get('items') or []
-        taken = snapper.take(plans, pods, expose=True, run_hooks=self.hooks) if plans else {'volumes': [], 'hooks': []}
         pki = SyncPKI.create(self.sync_id)
         run_as = app_user(pods)
+        numbers = {volume.name: index for index, volume in enumerate(volumes)}
+        # The first sinks start while the snapshots are cut: they need nothing from the source, and
+        # a pod takes seconds to be scheduled and started on a real cluster.
+        early = {}
         try:
-            with ThreadPoolExecutor(max_workers=max(1, self.parallel)) as pool:
-                moved = list(pool.map(lambda item: self._volume(pki, item[0], item[1], run_as), enumerate(taken['volumes'])))
+            for volume in volumes[:max(1, self.parallel)]:
+                sink = self._sink(pki, numbers[volume.name], volume.name, run_as)
+                early[volume.name] = (sink, Background(sink.start))
+            taken = snapper.take(plans, pods, expose=True, run_hooks=self.hooks) if plans else {'volumes': [], 'hooks': []}
+            try:
+                with ThreadPoolExecutor(max_workers=max(1, self.parallel)) as pool:
+                    moved = list(pool.map(lambda snap: self._volume(pki, numbers[snap['pvc']], snap, run_as, early.pop(snap['pvc'], None)),
+                                          taken['volumes']))
+            finally:
+                snapper.release([self.namespace])
         finally:
-            snapper.release([self.namespace])
+            for sink, starting in early.values():  # started for a volume never synced (the snapshot failed)
+                _stop_unused(sink, starting)
         return {'volumes': moved, 'hooks': taken.get('hooks') or [], 'seconds': round(time.monotonic() - started, 3)}
 
-    def _volume(self, pki, index, snap, run_as):
-        name = snap['pvc']
+    def _sink(self, pki, index, name, run_as):
         root = '%s/%s' % (DATA_DIR, name)
-        sink = Agent(self.target, self.sync_id, AgentSpec(self.target_namespace, self.image, 'sink',
+        return Agent(self.target, self.sync_id, AgentSpec(self.target_namespace, self.image, 'sink',
                                                           ['sink', '--root', root, '--state', '%s/%s' % (root, STATE_DIR), '--once'],
                                                           {name: self.claims[name]}, read_only=False, exposure=self.exposure, run_as=run_as),
                      pki, index)
+
+    def _volume(self, pki, index, snap, run_as, early=None):
+        """Sync one snapshotted volume; ``early`` is its sink and the call starting it, when started ahead."""
+        name = snap['pvc']
+        sink, starting = early or (self._sink(pki, index, name, run_as), None)
         source = None
         started = time.monotonic()
         try:
-            address = sink.start()
+            address = starting.result() if starting is not None else sink.start()
             source = Agent(self.source, self.sync_id, AgentSpec(self.namespace, self.image, 'source',
-                                                                ['push', '--root', root, '--to', '%s:%d' % address, '--sync-id', self.sync_id],
+                                                                ['push', '--root', '%s/%s' % (DATA_DIR, name), '--to', '%s:%d' % address,
+                                                                 '--sync-id', self.sync_id],
                                                                 {name: snap['exposed_pvc'] or name}, read_only=True, run_as=run_as, listens=False),
                            pki, index)
             source.start()
@@ -88,3 +106,20 @@ class Passthrough:
                 'consistency': snap.get('consistency'), 'bytes_scanned': result.get('bytes_scanned', 0), 'bytes_sent': result.get('bytes_sent', 0),
                 'files': result.get('files', 0), 'files_changed': result.get('files_written', 0),
                 'seconds': round(seconds, 3), 'throughput_bytes_per_second': int(result.get('bytes_scanned', 0) / seconds) if seconds > 0 else None}
+
+
+def _stop_unused(sink, starting):
+    """Stop a sink started ahead for a volume that is not synced after all.
+
+    Its start is waited for first (up to the start's timeout): a stop while the start still
+    creates objects could miss one. Its own errors give way to the one being raised; what a failed
+    stop leaves, the next sync's sweep removes.
+    """
+    try:
+        starting.result()
+    except Exception:  # pylint: disable=broad-except
+        pass
+    try:
+        sink.stop()
+    except Exception:  # pylint: disable=broad-except
+        pass

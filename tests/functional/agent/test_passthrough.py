@@ -35,6 +35,9 @@ def make_tree(root, seed=7, files=60):
     with open(os.path.join(root, 'sparse.img'), 'wb') as handle:
         handle.seek(8 << 20)
         handle.write(b'end')
+    with open(os.path.join(root, 'tail-zeros.img'), 'wb') as handle:  # the sink ends it with a hole: only a truncate gives its size
+        handle.write(b'head')
+        handle.truncate(3 << 20)
     os.symlink('docs/f001.bin', os.path.join(root, 'link-to-f001'))
     os.link(os.path.join(root, 'docs', 'f001.bin'), os.path.join(root, 'hard-f001'))
     os.chmod(os.path.join(root, 'docs', 'f002.bin'), 0o600)
@@ -97,9 +100,10 @@ def test_full_then_incremental_sync(tmp_path):
     first = records[-1]
     assert snapshot(source) == snapshot(target)
     assert os.stat(os.path.join(target, 'sparse.img')).st_blocks * 512 < 1 << 20  # sparse stays sparse
+    assert os.stat(os.path.join(target, 'tail-zeros.img')).st_size == 3 << 20
     assert any(r['event'] == 'progress' for r in records) or first['seconds'] < 1
     assert first['files_written'] == first['files']
-    # Mutate: edit inside a big file, append to one, delete one, add one, rename a directory.
+    # Mutate: edit inside a big file, append to one, delete one, shrink one, add one, rename a directory.
     big = max((os.path.join(source, 'docs', n) for n in os.listdir(os.path.join(source, 'docs'))), key=os.path.getsize)
     with open(big, 'r+b') as handle:
         handle.seek(700000)
@@ -107,6 +111,9 @@ def test_full_then_incremental_sync(tmp_path):
     with open(os.path.join(source, 'docs', 'f005.bin'), 'ab') as handle:
         handle.write(b'appended')
     os.remove(os.path.join(source, 'docs', 'f007.bin'))
+    shrunk = next(path for path in sorted(os.path.join(source, 'docs', 'f%03d.bin' % i) for i in range(10, 60))
+                  if os.path.isfile(path) and path != big and os.path.getsize(path) >= 5000)
+    os.truncate(shrunk, os.path.getsize(shrunk) // 2)
     with open(os.path.join(source, 'new.txt'), 'w', encoding='utf-8') as handle:
         handle.write('new file')
     os.rename(os.path.join(source, 'docs', 'deep', 'er'), os.path.join(source, 'docs', 'deep', 'renamed'))
@@ -273,3 +280,7 @@ def test_a_reflinked_previous_version_is_patched_in_place(tmp_path, monkeypatch)
     assert 'source' in result, result
     assert snapshot(source) == snapshot(target)
     assert 0 < sum(written) <= 3 << 20  # the chunk around the edit, not the 12 MiB file
+    os.truncate(os.path.join(source, 'db', 'big.dat'), 5 << 20)  # now shorter than the clone it is rebuilt from
+    assert 'source' in run_in_process(tmp_path, pki, source, target, state, 'three')
+    assert snapshot(source) == snapshot(target)
+    assert os.path.getsize(os.path.join(target, 'db', 'big.dat')) == 5 << 20

@@ -1,5 +1,5 @@
-"""Staged syncs that fail on sandbox clusters: a clear FerryError, quickly, and nothing left behind;
-and the sweep of what crashed syncs left."""
+"""Syncs that fail on sandbox clusters: a clear FerryError, quickly, and nothing left behind; and the
+sweep of what crashed syncs left."""
 
 import functools
 import os
@@ -20,6 +20,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.snapshots.csi import Cs
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.group import LiveRead
 from ansible_collections.ferry.kube.plugins.module_utils.sync import agents, staged
 from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import Agent, AgentSpec
+from ansible_collections.ferry.kube.plugins.module_utils.sync.passthrough import Passthrough
 from ansible_collections.ferry.kube.plugins.module_utils.sync.staged import StageOne
 from ferry_sandbox import pytest_plugin
 from shop_app import wait_for
@@ -121,6 +122,26 @@ def test_a_wrong_passphrase_fails_stage_one_naming_the_passphrase_and_cleans_up(
     assert 'not-the-passphrase' not in message and PASSPHRASE not in message
     assert_clean(source)
     assert not list(pool.list('locks/')) and not list(pool.list('points/'))
+
+
+def test_a_passthrough_whose_snapshot_fails_stops_the_sink_it_started_meanwhile(source, monkeypatch):
+    create_object(source, {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'shop-dr'}})
+    create_object(source, {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'name': 'data', 'namespace': 'shop-dr'},
+                           'spec': {'accessModes': ['ReadWriteOnce'], 'storageClassName': 'standard', 'resources': {'requests': {'storage': '1Gi'}}}})
+    sinks_seen = []
+
+    def failing_take(_snapper, *_args, **_kwargs):
+        # the sink is being started while the snapshot is cut
+        wait_for(lambda: 'Pod ferry-early-sink-agent-sink-0' in leftovers(source, 'shop-dr'), timeout=10)
+        sinks_seen.extend(leftovers(source, 'shop-dr'))
+        raise FerryError('the snapshot of shop/data failed')
+
+    monkeypatch.setattr(group.AppSnapshot, 'take', failing_take)
+    with pytest.raises(FerryError, match='the snapshot of shop/data failed'):
+        Passthrough(source, source, NS, 'shop-dr', 'early-sink', 'ferry/agent:test', providers(source, 'early-sink'), {'data': 'data'}).run()
+    assert 'Pod ferry-early-sink-agent-sink-0' in sinks_seen
+    assert leftovers(source, 'shop-dr') == []
+    assert leftovers(source) == []
 
 
 def test_the_sweep_removes_what_a_crashed_sync_left_and_keeps_a_running_syncs_objects(source):
