@@ -284,3 +284,20 @@ def test_a_reflinked_previous_version_is_patched_in_place(tmp_path, monkeypatch)
     assert 'source' in run_in_process(tmp_path, pki, source, target, state, 'three')
     assert snapshot(source) == snapshot(target)
     assert os.path.getsize(os.path.join(target, 'db', 'big.dat')) == 5 << 20
+
+
+def test_the_sink_truncates_only_files_whose_size_the_data_does_not_reach(tmp_path, monkeypatch):
+    """XFS writes a file back and waits on every ftruncate of a file with data not yet on disk: the sink
+    truncates only where the written data ends before the file does (a trailing hole)."""
+    source, target, state = volumes(tmp_path, seed=13, files=30)
+    truncated = []
+    real_ftruncate = os.ftruncate
+
+    def recording_ftruncate(fd, length):
+        truncated.append(os.readlink('/proc/self/fd/%d' % fd))
+        return real_ftruncate(fd, length)
+    monkeypatch.setattr(os, 'ftruncate', recording_ftruncate)
+    outcome = run_in_process(tmp_path, SyncPKI.create('rel-6'), source, target, state, 'trunc')
+    assert 'sink' in outcome, outcome
+    assert snapshot(source) == snapshot(target)
+    assert [os.path.relpath(path, target) for path in truncated] == ['tail-zeros.img']
