@@ -25,16 +25,31 @@ def drop_caches():
 
 def timed(argv, env=None, cold=True):
     """(seconds, stdout, peak RSS in MiB) of a command that must succeed; GNU time reads the peak."""
+    run = measured(argv, env, cold)
+    return run['seconds'], run['stdout'], run['rss']
+
+
+def measured(argv, env=None, cold=True):
+    """A command that must succeed: {seconds, stdout, rss (peak MiB, GNU time's), cpu}. ``cpu`` is what the whole
+    machine spent while it ran (CPU-seconds, kernel threads included): on a quiet machine, the command's cost
+    wherever it ran (a tool's helpers, a sandbox's pods, the loop device's threads), not only its own process's."""
     if cold:
         drop_caches()
     with tempfile.NamedTemporaryFile('r', suffix='.rss') as rss:
-        started = time.perf_counter()
+        busy, started = machine_busy(), time.perf_counter()
         proc = subprocess.run(['/usr/bin/time', '-f', '%M', '-o', rss.name] + list(argv), capture_output=True, text=True, env=env, check=False)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, machine_busy() - busy
         if proc.returncode != 0:
             raise SystemExit('%s failed: %s %s' % (' '.join(argv[:4]), proc.stdout[-1000:], proc.stderr[-1000:]))
         peak = int(rss.read().strip().splitlines()[-1]) / 1024
-    return seconds, proc.stdout, peak
+    return {'seconds': seconds, 'stdout': proc.stdout, 'rss': peak, 'cpu': cpu}
+
+
+def machine_busy():
+    """CPU-seconds the machine has been busy since it booted (all but idle and iowait)."""
+    with open('/proc/stat', encoding='ascii') as handle:
+        fields = [int(f) for f in handle.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf('SC_CLK_TCK')
 
 
 def dataset(work, scale, name='orig'):

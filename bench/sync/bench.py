@@ -47,7 +47,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import ROOT, dataset, drop_caches, fresh_copy, mount_loop, mutate, sandbox_down, sandbox_up, spread, timed, tree_bytes, unmount_loop  # noqa: E402
+from common import ROOT, dataset, drop_caches, fresh_copy, machine_busy, measured, mount_loop, mutate, sandbox_down, sandbox_up, spread, timed, tree_bytes, unmount_loop  # noqa: E402
 
 MODULE = os.path.join(ROOT, 'plugins', 'modules', 'sync.py')
 FERRY = os.path.join(ROOT, 'bin', 'ferry')
@@ -251,15 +251,15 @@ class Bench:
         with open(args_path, 'w', encoding='utf-8') as handle:
             json.dump({'ANSIBLE_MODULE_ARGS': dict(params, agent_image=IMAGE, namespace=NAMESPACE)}, handle)
         env = dict(os.environ, PYTHONPATH=COLLECTIONS)
-        seconds, out, peak = timed([sys.executable, os.path.abspath(__file__), 'module', args_path, phases_path], env=env)
-        result = json.loads(out.strip().splitlines()[-1])
+        run = measured([sys.executable, os.path.abspath(__file__), 'module', args_path, phases_path], env=env)
+        result = json.loads(run['stdout'].strip().splitlines()[-1])
         if result.get('failed'):
             raise SystemExit('ferry.kube.sync %s failed: %s' % (params['mode'], result.get('msg')))
         with open(phases_path, encoding='utf-8') as handle:
             phases = json.load(handle)
         os.remove(args_path)
         os.remove(phases_path)
-        return {'seconds': seconds, 'result': result, 'phases': phases, 'rss': peak}
+        return {'seconds': run['seconds'], 'result': result, 'phases': phases, 'rss': run['rss'], 'cpu': run['cpu']}
 
     def source(self):
         return {'kubeconfig': self.kubeconfigs['source']}
@@ -340,8 +340,8 @@ class Bench:
 
 
 def _command(argv, env=None):
-    seconds, _out, peak = timed(argv, env=env)
-    return {'seconds': seconds, 'rss': peak}
+    run = measured(argv, env=env)
+    return {'seconds': run['seconds'], 'rss': run['rss'], 'cpu': run['cpu']}
 
 
 def progress(text):
@@ -463,8 +463,23 @@ def report(args, bench, runs, versions):
     print('passthrough incremental sent %.1f MiB of chunks; peak RSS of the module process %.0f MiB (passthrough full), %.0f MiB (stage 1 full)'
           % (statistics.median(sent) / 2 ** 20, statistics.median(rep['passthrough full']['ferry']['rss'] for rep in runs),
              statistics.median(rep['stage 1 full']['ferry']['rss'] for rep in runs)))
+    cpu_table(runs)
     breakdown(runs)
     return 0
+
+
+def cpu_table(runs):
+    """What each step cost the machine in CPU: with two cores shared by the control node, both agents and the sandbox, a tool that
+    needs more CPU-seconds than its peer is slower here however well it overlaps its work; on separate nodes, the agents' share counts."""
+    print('\nCPU-seconds the whole machine spent while each tool ran (medians; Ferry\'s include its agents, the sandbox\'s API servers and '
+          'Service proxies,\nboth tools\' the kernel\'s threads, the loop device\'s among them); "busy" = CPU-seconds / wall seconds, of %d CPUs'
+          % os.cpu_count())
+    head = '%-24s %10s %10s %10s %10s %8s'
+    print(head % ('step', 'ferry', 'busy', 'peer', 'busy', 'ratio'))
+    for step in ('passthrough full', 'stage 1 full', 'passthrough incremental', 'stage 1 incremental', 'stage 2 restore'):
+        cpu = {tool: statistics.median(rep[step][tool]['cpu'] for rep in runs) for tool in ('ferry', 'peer')}
+        busy = {tool: cpu[tool] / statistics.median(rep[step][tool]['seconds'] for rep in runs) for tool in ('ferry', 'peer')}
+        print(head % (step, '%.1f' % cpu['ferry'], '%.2f' % busy['ferry'], '%.1f' % cpu['peer'], '%.2f' % busy['peer'], '%.2fx' % (cpu['ferry'] / cpu['peer'])))
 
 
 def breakdown(runs):
@@ -504,10 +519,8 @@ def breakdown(runs):
 
 def cpu_seconds(state):
     """(CPU seconds the machine was busy, CPU seconds of this benchmark, its children, the sandbox and its pods) so far."""
-    with open('/proc/stat', encoding='ascii') as handle:
-        fields = [int(f) for f in handle.readline().split()[1:]]
     tick = os.sysconf('SC_CLK_TCK')
-    busy = (sum(fields[:8]) - fields[3] - fields[4]) / tick  # all but idle and iowait
+    busy = machine_busy()
     own = os.times()
     mine = own.user + own.system + own.children_user + own.children_system
     try:
