@@ -22,6 +22,7 @@ import time
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent import tree
 from ansible_collections.ferry.kube.plugins.module_utils.agent.wire import PROTOCOL_VERSION, ProtocolError
+from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io
 from ansible_collections.ferry.kube.plugins.module_utils.workers import Background
 
 try:
@@ -257,18 +258,25 @@ class Sink:
             previous = self.files.get(entry['path'])
             if previous is not None:
                 builder.clone(full, previous.get('chunks') or [])
-            while True:
-                kind, head, data = self.channel.recv()
-                if kind == FILE_END:
-                    break
-                if kind != CHUNK:
-                    raise ProtocolError('expected chunks of %s' % entry['path'])
-                digest, length = head['h'], head['n']
-                zero = bool(head.get('zeros'))  # the source's word, checked with the data's hash when it sends the data
-                if head.get('s'):
-                    builder.received(digest, length, data, blake3.blake3(data).digest() == digest, zero)
-                else:
-                    builder.local(digest, length, zero)
+            elif entry['size'] >= direct_io.SEQUENTIAL_MIN:
+                builder.write_sequentially(temp)
+            try:
+                while True:
+                    kind, head, data = self.channel.recv()
+                    if kind == FILE_END:
+                        break
+                    if kind != CHUNK:
+                        raise ProtocolError('expected chunks of %s' % entry['path'])
+                    digest, length = head['h'], head['n']
+                    zero = bool(head.get('zeros'))  # the source's word, checked with the data's hash when it sends the data
+                    if head.get('s'):
+                        builder.received(digest, length, data, blake3.blake3(data).digest() == digest, zero)
+                    else:
+                        builder.local(digest, length, zero)
+            except BaseException:
+                builder.abandon_sequential()  # the file is not finished: nothing more of it needs writing
+                raise
+            builder.finish_sequential()
             if os.fstat(out.fileno()).st_size != entry['size']:
                 # only where it changes the size (a trailing hole, a shorter clone): XFS writes the
                 # file back and waits on every ftruncate of a file with data not yet on disk
@@ -362,6 +370,7 @@ class _FileBuilder:
         self.fd = fd
         self.sources = sources
         self.index = index
+        self.sequential = None  # a direct_io.SequentialWriter while a new file is written front to back
         self.position = 0
         self.chunks = []
         self.ok = True
@@ -378,20 +387,43 @@ class _FileBuilder:
             self.in_place[offset] = (digest, length)
             offset += length
 
+    def write_sequentially(self, path):
+        """Write this new file around the page cache (large aligned direct writes, zero blocks left as holes),
+        as a restore writes big files: the kernel need not copy it into the cache and write it back (the
+        dataset's files on XFS: 4.8-4.9 CPU-seconds and 7.2-7.5 s, through the cache 6.4-7.0 and 8.2-8.3 s),
+        and a DR node's cache keeps what its applications read rather than the volume being written."""
+        self.sequential = direct_io.SequentialWriter(path, self.fd)
+
+    def finish_sequential(self):
+        """Write out what the sequential writer gathered; chunks from here on go through the page cache."""
+        if self.sequential is not None:
+            writer, self.sequential = self.sequential, None
+            writer.finish()
+
+    def abandon_sequential(self):
+        if self.sequential is not None:
+            writer, self.sequential = self.sequential, None
+            writer.close()
+
     def received(self, digest, length, data, verified, zero):
         self.bytes_received += len(data)
         if not verified or len(data) != length:
-            self.ok = False
+            self.ok = False  # sent again after the next barrier
+            self.finish_sequential()  # (the writer gathers in order: what follows goes where its position says)
         elif self.in_place.get(self.position) == (digest, length):
             pass  # the clone holds it already
         elif zero:
             self._zeros(length)
+        elif self.sequential is not None:
+            self.sequential.write(data)
         else:
             os.pwrite(self.fd, data, self.position)
         self._advance(digest, length, zero)
 
     def local(self, digest, length, zero):
         self.bytes_reused += length
+        if not zero:
+            self.finish_sequential()  # its bytes are read from files (this one, too): all written must be there
         if self.in_place.get(self.position) == (digest, length):
             pass  # the clone holds it already
         elif zero:
@@ -415,7 +447,9 @@ class _FileBuilder:
         self._advance(digest, length, zero)
 
     def _zeros(self, length):
-        if self.in_place:
+        if self.sequential is not None:
+            self.sequential.write(length, zeros=True)
+        elif self.in_place:
             os.pwrite(self.fd, ZERO[:length], self.position)  # over the clone's old bytes
         # else: a hole, once the file is truncated to its size
 

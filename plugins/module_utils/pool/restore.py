@@ -27,7 +27,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import read_
 from ansible_collections.ferry.kube.plugins.module_utils.workers import usable_cpus
 
 HOLE_MIN = 64 * 1024
-DIRECT_MIN = 1024 * 1024  # files this large are written around the page cache, zero blocks left as holes
+DIRECT_MIN = direct_io.SEQUENTIAL_MIN  # files this large are written around the page cache, zero blocks left as holes
 SPAN_GAP = 64 * 1024  # chunks of a batch this close share a read (less than chunk_min: never a whole chunk of another file)
 
 

@@ -301,3 +301,43 @@ def test_the_sink_truncates_only_files_whose_size_the_data_does_not_reach(tmp_pa
     assert 'sink' in outcome, outcome
     assert snapshot(source) == snapshot(target)
     assert [os.path.relpath(path, target) for path in truncated] == ['tail-zeros.img']
+
+
+def test_new_big_files_are_written_around_the_page_cache_and_reused_chunks_still_land(tmp_path, monkeypatch):
+    """A new file of a MiB or more goes through a SequentialWriter (direct, zero blocks as holes); a chunk the
+    sink holds already (a repeat in the same file, or another file's) first writes out what it gathered."""
+    rng = random.Random(17)
+    source, target, state = str(tmp_path / 'src'), str(tmp_path / 'dst'), str(tmp_path / 'state')
+    os.makedirs(source)
+    os.makedirs(target)
+    block = rng.randbytes(6 << 20)  # many chunks: cut the same wherever they recur, but for the first one or two
+    files = {
+        'repeats.bin': block + rng.randbytes(1 << 20) + block,  # its second copy comes from its own first (or copy.bin)
+        'copy.bin': rng.randbytes(512 << 10) + block,           # whichever of the two comes second is copied on the sink
+        'holes.bin': rng.randbytes(1 << 20) + bytes(4 << 20) + rng.randbytes(100001),
+        'small.bin': rng.randbytes(300 << 10),                   # under a MiB: through the page cache
+    }
+    for name, data in files.items():
+        with open(os.path.join(source, name), 'wb') as handle:
+            handle.write(data)
+    gathered = []
+    real_writer = mover.direct_io.SequentialWriter
+
+    class CountingWriter(real_writer):
+        def __init__(self, path, handle):
+            super().__init__(path, handle)
+            gathered.append([os.path.basename(path), 0])
+
+        def write(self, data, zeros=False):
+            gathered[-1][1] += data if zeros else len(data)
+            super().write(data, zeros)
+    monkeypatch.setattr(mover.direct_io, 'SequentialWriter', CountingWriter)
+    outcome = run_in_process(tmp_path, SyncPKI.create('rel-7'), source, target, state, 'direct')
+    assert 'sink' in outcome and 'source' in outcome, outcome
+    assert snapshot(source) == snapshot(target)
+    written = dict(gathered)
+    assert sorted(written) == ['copy.bin', 'holes.bin', 'repeats.bin']
+    assert written['holes.bin'] == len(files['holes.bin'])
+    assert written['repeats.bin'] < len(files['repeats.bin']) - (4 << 20)  # a repeat is placed from what the sink holds
+    assert written['repeats.bin'] + written['copy.bin'] < len(files['repeats.bin']) + len(files['copy.bin']) - 2 * (4 << 20)
+    assert os.stat(os.path.join(target, 'holes.bin')).st_blocks * 512 < len(files['holes.bin']) - (3 << 20)  # the zeros stayed holes
