@@ -484,6 +484,16 @@ def _remove(full):
 
 # -- source -------------------------------------------------------------------------------------------
 
+def _chunks(path, size):
+    """The file's chunks; a big file read around the page cache, as a backup reads it (large direct reads on
+    threads of their own: no page cache to fill, fault in and evict on the node whose volume is read)."""
+    if size < direct_io.SEQUENTIAL_MIN:
+        yield from tree.chunker().cut_file(path)
+        return
+    with direct_io.DirectReader(path) as stream:
+        yield from tree.chunker().cut_stream(stream)
+
+
 class Progress:
     """Counts and a rate/ETA report, at most once per ``interval`` seconds."""
 
@@ -546,7 +556,8 @@ class Source:
         # a file the journal lists as done is in ``remote`` with the size and mtime it was written
         # with: compared like any other, so a file changed since an interrupted run is sent again
         changed = [entry for entry in scanned if entry['type'] == 'file' and remote.get(entry['path']) != [entry['size'], entry['mtime_ns']]]
-        to_read = [entry for entry in changed if entry['size']]
+        # (files read direct have read-ahead threads of their own: the kernel's would be read twice)
+        to_read = [entry for entry in changed if 0 < entry['size'] < direct_io.SEQUENTIAL_MIN]
         reader = tree.ReadAhead([os.path.join(self.root, entry['path']) for entry in to_read], [entry['size'] for entry in to_read])
         positions = {entry['path']: index for index, entry in enumerate(to_read)}
         changed = {entry['path'] for entry in changed}
@@ -588,7 +599,7 @@ class Source:
         full = os.path.join(self.root, entry['path'])
         self.channel.send(FILE, {'entry': entry})
         if entry['size']:
-            for chunk in tree.chunker().cut_file(full):
+            for chunk in _chunks(full, entry['size']):
                 digest = blake3.blake3(chunk.data).digest()
                 head = {'h': digest, 'n': chunk.length}
                 if _is_zero(chunk.data):

@@ -303,9 +303,10 @@ def test_the_sink_truncates_only_files_whose_size_the_data_does_not_reach(tmp_pa
     assert [os.path.relpath(path, target) for path in truncated] == ['tail-zeros.img']
 
 
-def test_new_big_files_are_written_around_the_page_cache_and_reused_chunks_still_land(tmp_path, monkeypatch):
-    """A new file of a MiB or more goes through a SequentialWriter (direct, zero blocks as holes); a chunk the
-    sink holds already (a repeat in the same file, or another file's) first writes out what it gathered."""
+def test_big_files_are_read_and_written_around_the_page_cache_and_reused_chunks_still_land(tmp_path, monkeypatch):
+    """The source reads a file of a MiB or more with a DirectReader; the sink writes a new one through a
+    SequentialWriter (direct, zero blocks as holes); a chunk the sink holds already (a repeat in the same
+    file, or another file's) first writes out what it gathered."""
     rng = random.Random(17)
     source, target, state = str(tmp_path / 'src'), str(tmp_path / 'dst'), str(tmp_path / 'state')
     os.makedirs(source)
@@ -332,11 +333,19 @@ def test_new_big_files_are_written_around_the_page_cache_and_reused_chunks_still
             gathered[-1][1] += data if zeros else len(data)
             super().write(data, zeros)
     monkeypatch.setattr(mover.direct_io, 'SequentialWriter', CountingWriter)
+    read = []
+    real_reader = mover.direct_io.DirectReader
+
+    class RecordingReader(real_reader):
+        def __init__(self, path):
+            super().__init__(path)
+            read.append(os.path.basename(path))
+    monkeypatch.setattr(mover.direct_io, 'DirectReader', RecordingReader)
     outcome = run_in_process(tmp_path, SyncPKI.create('rel-7'), source, target, state, 'direct')
     assert 'sink' in outcome and 'source' in outcome, outcome
     assert snapshot(source) == snapshot(target)
     written = dict(gathered)
-    assert sorted(written) == ['copy.bin', 'holes.bin', 'repeats.bin']
+    assert sorted(read) == sorted(written) == ['copy.bin', 'holes.bin', 'repeats.bin']
     assert written['holes.bin'] == len(files['holes.bin'])
     assert written['repeats.bin'] < len(files['repeats.bin']) - (4 << 20)  # a repeat is placed from what the sink holds
     assert written['repeats.bin'] + written['copy.bin'] < len(files['repeats.bin']) + len(files['copy.bin']) - 2 * (4 << 20)
