@@ -258,7 +258,7 @@ class Sink:
             previous = self.files.get(entry['path'])
             if previous is not None:
                 builder.clone(full, previous.get('chunks') or [])
-            elif entry['size'] >= direct_io.SEQUENTIAL_MIN:
+            elif entry['size'] >= direct_io.DIRECT_MIN:
                 builder.write_sequentially(temp)
             try:
                 while True:
@@ -487,7 +487,7 @@ def _remove(full):
 def _chunks(path, size):
     """The file's chunks; a big file read around the page cache, as a backup reads it (large direct reads on
     threads of their own: no page cache to fill, fault in and evict on the node whose volume is read)."""
-    if size < direct_io.SEQUENTIAL_MIN:
+    if size < direct_io.DIRECT_MIN:
         yield from tree.chunker().cut_file(path)
         return
     with direct_io.DirectReader(path) as stream:
@@ -557,7 +557,7 @@ class Source:
         # with: compared like any other, so a file changed since an interrupted run is sent again
         changed = [entry for entry in scanned if entry['type'] == 'file' and remote.get(entry['path']) != [entry['size'], entry['mtime_ns']]]
         # (files read direct have read-ahead threads of their own: the kernel's would be read twice)
-        to_read = [entry for entry in changed if 0 < entry['size'] < direct_io.SEQUENTIAL_MIN]
+        to_read = [entry for entry in changed if 0 < entry['size'] < direct_io.DIRECT_MIN]
         reader = tree.ReadAhead([os.path.join(self.root, entry['path']) for entry in to_read], [entry['size'] for entry in to_read])
         positions = {entry['path']: index for index, entry in enumerate(to_read)}
         changed = {entry['path'] for entry in changed}

@@ -170,7 +170,7 @@ class LocalBackend(Backend):
                     raise BackendError('%s already exists with other content; it was not overwritten' % self._describe(key))
             handle, temp = tempfile.mkstemp(prefix='.tmp-', dir=directory)
             try:
-                if len(data) >= DIRECT_MIN:
+                if len(data) >= direct_io.DIRECT_MIN:
                     os.close(handle)
                     handle = direct_io.create_and_write(temp, data)
                 else:
@@ -299,7 +299,6 @@ def _fsync_dir(directory):
 
 
 OPEN_PACKS_PER_THREAD = 32
-DIRECT_MIN = 1024 * 1024  # objects this large (packs) are written around the page cache
 SCHEMES = ('file', 's3', 'gs', 'azure')
 
 

@@ -27,7 +27,6 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import read_
 from ansible_collections.ferry.kube.plugins.module_utils.workers import usable_cpus
 
 HOLE_MIN = 64 * 1024
-DIRECT_MIN = direct_io.SEQUENTIAL_MIN  # files this large are written around the page cache, zero blocks left as holes
 SPAN_GAP = 64 * 1024  # chunks of a batch this close share a read (less than chunk_min: never a whole chunk of another file)
 
 
@@ -203,7 +202,7 @@ class Restore:
         try:
             handle = _create(full)
             try:
-                sequential = direct_io.SequentialWriter(full, handle) if entry['size'] >= DIRECT_MIN else None
+                sequential = direct_io.SequentialWriter(full, handle) if entry['size'] >= direct_io.DIRECT_MIN else None
                 position = 0
                 for blob_id in entry.get('chunks') or ():
                     location = self.pool.blobs.get(blob_id)

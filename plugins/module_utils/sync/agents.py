@@ -27,6 +27,11 @@ MAX_RESTARTS = 5
 DEFAULT_RESOURCES = {'requests': {'cpu': '250m', 'memory': '256Mi'}, 'limits': {'cpu': '2', 'memory': '2Gi'}}
 
 
+def volume_root(name):
+    """Where an agent mounts the claim of volume ``name`` (the directory its job names)."""
+    return '%s/%s' % (DATA_DIR, name)
+
+
 class AgentSpec:
     """What an agent pod needs: where, which image, which claims at which paths, how to expose it."""
 
@@ -142,7 +147,7 @@ class Agent:
         # group-readable through fsGroup: kubelet makes Secret files root-owned, which a non-root agent could not read
         volumes = [{'name': 'tls', 'secret': {'secretName': self.name, 'defaultMode': 0o440}}, {'name': 'tmp', 'emptyDir': {}}]
         for index, (volume, claim) in enumerate(sorted(self.spec.claims.items())):
-            mounts.append({'name': 'data-%d' % index, 'mountPath': '%s/%s' % (DATA_DIR, volume), 'readOnly': self.spec.read_only})
+            mounts.append({'name': 'data-%d' % index, 'mountPath': volume_root(volume), 'readOnly': self.spec.read_only})
             volumes.append({'name': 'data-%d' % index, 'persistentVolumeClaim': {'claimName': claim, 'readOnly': self.spec.read_only}})
         user, group, fs_group = self.spec.run_as or (NON_ROOT_USER, NON_ROOT_USER, None)
         pod_security = {'runAsNonRoot': user != 0, 'runAsUser': user, 'runAsGroup': group, 'seccompProfile': {'type': 'RuntimeDefault'},

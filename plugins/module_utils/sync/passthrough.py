@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import group
-from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import DATA_DIR, Agent, AgentSpec, app_user, require_filesystems
+from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import Agent, AgentSpec, app_user, require_filesystems, volume_root
 from ansible_collections.ferry.kube.plugins.module_utils.workers import Background
 
 STATE_DIR = '.ferry-state'
@@ -76,7 +76,7 @@ class Passthrough:
         return {'volumes': moved, 'hooks': taken.get('hooks') or [], 'seconds': round(time.monotonic() - started, 3)}
 
     def _sink(self, pki, index, name, run_as):
-        root = '%s/%s' % (DATA_DIR, name)
+        root = volume_root(name)
         return Agent(self.target, self.sync_id, AgentSpec(self.target_namespace, self.image, 'sink',
                                                           ['sink', '--root', root, '--state', '%s/%s' % (root, STATE_DIR), '--once'],
                                                           {name: self.claims[name]}, read_only=False, exposure=self.exposure, run_as=run_as),
@@ -91,7 +91,7 @@ class Passthrough:
         try:
             address = starting.result() if starting is not None else sink.start()
             source = Agent(self.source, self.sync_id, AgentSpec(self.namespace, self.image, 'source',
-                                                                ['push', '--root', '%s/%s' % (DATA_DIR, name), '--to', '%s:%d' % address,
+                                                                ['push', '--root', volume_root(name), '--to', '%s:%d' % address,
                                                                  '--sync-id', self.sync_id],
                                                                 {name: snap['exposed_pvc'] or name}, read_only=True, run_as=run_as, listens=False),
                            pki, index)

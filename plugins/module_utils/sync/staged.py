@@ -22,7 +22,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.agent import relay, wir
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import group
-from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import DATA_DIR, Agent, AgentSpec, app_user, require_filesystems
+from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import Agent, AgentSpec, app_user, require_filesystems, volume_root
 
 CONNECT_TIMEOUT = 60.0
 
@@ -130,7 +130,7 @@ class StageOne:
         try:
             claims = {v['pvc']: v['exposed_pvc'] or v['pvc'] for v in taken['volumes']}
             job = {'op': 'backup', 'passphrase': self.passphrase, 'location': self.backend.location, 'group': self.group_name, 'tags': self.tags,
-                   'volumes': {name: '%s/%s' % (DATA_DIR, name) for name in claims}, 'metadata_name': 'objects' if self.capture_bytes else None,
+                   'volumes': {name: volume_root(name) for name in claims}, 'metadata_name': 'objects' if self.capture_bytes else None,
                    # a claim restored from a snapshot is a new filesystem: inode numbers and ctimes differ every time
                    'compare_identity': all(v['mechanism'] == 'live-read' for v in taken['volumes'])}
             spec = AgentSpec(self.namespace, self.image, 'source', ['stage', '--once'], claims, read_only=True, exposure=self.exposure,
@@ -178,7 +178,7 @@ class StageTwo:
         if not self.claims:
             return {'volumes': [], 'bytes_on_wire': 0, 'seconds': 0.0}
         job = {'op': 'restore', 'passphrase': self.passphrase, 'location': self.backend.location, 'point': self.point,
-               'volumes': {name: '%s/%s' % (DATA_DIR, name) for name in self.claims}}
+               'volumes': {name: volume_root(name) for name in self.claims}}
         spec = AgentSpec(self.namespace, self.image, 'sink', ['stage', '--once'], self.claims, read_only=False, exposure=self.exposure,
                          run_as=self.run_as)
         result, wire_bytes = run_agent_job(self.cluster, self.sync_id, spec, job, self.backend, b'', self.on_progress)
