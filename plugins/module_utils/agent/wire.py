@@ -25,7 +25,10 @@ MAX_HEADER = 16 * 1024 * 1024
 MAX_PAYLOAD = 256 * 1024 * 1024
 PROTOCOL_VERSION = 2
 BATCH_BYTES = 256 * 1024  # a batching channel sends its small frames together once this much waits
-READ_AHEAD = 256 * 1024  # bytes asked of the socket at once: many small frames arrive in one read
+# A payload under this joins the batch: copying it is cheaper than a TLS record and a system call of its
+# own (a volume of small files is mostly such payloads: one each, two writes a file before).
+BATCHED_PAYLOAD = 64 * 1024
+RECEIVE_BUFFER = 1024 * 1024  # frames up to this size are read through one reused buffer, many at a time
 
 
 class ProtocolError(Exception):
@@ -74,8 +77,8 @@ class Channel:
 
     With ``batch`` small frames wait in a buffer until it holds ``BATCH_BYTES``, a big payload
     follows, ``flush`` is called or the channel reads: a stream of thousands of small frames (a
-    tree's unchanged entries) costs a few socket writes instead of one per frame. Only a channel
-    whose reads and writes happen in one thread may batch, since a read sends what waits.
+    tree's unchanged entries, small files) costs a few socket writes instead of one per frame. Only
+    a channel whose reads and writes happen in one thread may batch, since a read sends what waits.
     """
 
     def __init__(self, sock, level=1, batch=False):
@@ -86,8 +89,9 @@ class Channel:
         self.bytes_received = 0
         self._skip_compression = 0  # payloads left to send raw after one that did not shrink
         self._outgoing = bytearray() if batch else None
-        self._incoming = bytearray()
-        self._incoming_at = 0
+        self._incoming = bytearray(RECEIVE_BUFFER)  # bytes received ahead are [_incoming_at, _incoming_end)
+        self._incoming_view = memoryview(self._incoming)
+        self._incoming_at = self._incoming_end = 0
 
     def send(self, kind, header=None, payload=b'', compress=True):
         header = dict(header or {})
@@ -112,7 +116,7 @@ class Channel:
                 self.sock.sendall(body)
             return
         self._outgoing += frame
-        if len(body) < 4096:
+        if len(body) < BATCHED_PAYLOAD:
             self._outgoing += body
             body = b''
         if body or len(self._outgoing) >= BATCH_BYTES:
@@ -144,38 +148,33 @@ class Channel:
         return kind, header, body
 
     def _read(self, count, allow_eof=False):
-        """``count`` bytes: from what an earlier read brought ahead, then from the socket."""
-        have = len(self._incoming) - self._incoming_at
-        if have >= count:
-            start = self._incoming_at
-            self._incoming_at += count
-            return bytes(self._incoming[start:self._incoming_at])
-        if count - have >= READ_AHEAD:  # a big payload: read the rest straight into its own buffer
-            buffer = bytearray(count)
-            buffer[:have] = self._incoming[self._incoming_at:]
-            self._incoming, self._incoming_at = bytearray(), 0
-            with memoryview(buffer) as view:
-                self._fill(view, have, count, count, allow_eof)
-            return bytes(buffer)
-        del self._incoming[:self._incoming_at]
-        self._incoming_at = 0
-        self._incoming.extend(bytes(READ_AHEAD))
-        try:
-            with memoryview(self._incoming) as view:
-                got = self._fill(view, have, count, have + READ_AHEAD, allow_eof)
-        except BaseException:
-            self._incoming = bytearray()  # the traceback may still hold a view of the old one
-            raise
-        del self._incoming[got:]
-        self._incoming_at = count
-        return bytes(self._incoming[:count])
+        """``count`` bytes: from what earlier reads brought ahead, then from the socket."""
+        have = self._incoming_end - self._incoming_at
+        view = self._incoming_view
+        if count > len(self._incoming):  # a big payload: the rest is read straight into its own buffer
+            payload = bytearray(count)
+            payload[:have] = view[self._incoming_at:self._incoming_end]
+            self._incoming_at = self._incoming_end = 0
+            with memoryview(payload) as target:
+                self._fill(target, have, count, count, allow_eof and have == 0)
+            return bytes(payload)
+        if have < count:
+            if len(self._incoming) - self._incoming_at < count:  # no room behind what is left: move it to the front
+                view[:have] = view[self._incoming_at:self._incoming_end]
+                self._incoming_at, self._incoming_end = 0, have
+            # as much as the socket has, up to the buffer's end: the next frames often come with this one
+            self._incoming_end = self._fill(view, self._incoming_end, self._incoming_at + count, len(self._incoming), allow_eof and have == 0)
+        start = self._incoming_at
+        self._incoming_at += count
+        return bytes(view[start:self._incoming_at])
 
     def _fill(self, view, got, count, end, allow_eof):
         """Read into ``view[got:end]`` until at least ``count`` bytes are there; returns how many are."""
+        first = got
         while got < count:
             read = self.sock.recv_into(view[got:end], end - got)
             if read == 0:
-                if allow_eof and got == 0:
+                if allow_eof and got == first:
                     raise EOFError('peer closed the connection')
                 raise ProtocolError('connection closed in the middle of a frame')
             got += read

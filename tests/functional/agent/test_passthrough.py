@@ -350,3 +350,53 @@ def test_big_files_are_read_and_written_around_the_page_cache_and_reused_chunks_
     assert written['repeats.bin'] < len(files['repeats.bin']) - (4 << 20)  # a repeat is placed from what the sink holds
     assert written['repeats.bin'] + written['copy.bin'] < len(files['repeats.bin']) + len(files['copy.bin']) - 2 * (4 << 20)
     assert os.stat(os.path.join(target, 'holes.bin')).st_blocks * 512 < len(files['holes.bin']) - (3 << 20)  # the zeros stayed holes
+
+
+def test_every_way_of_reading_a_file_cuts_it_the_same(tmp_path):
+    """Small files are read in one read (and cut only past a chunk's minimum), big ones direct: the chunks
+    must be those of cutting the whole file, or a file would not match its own chunks from the last sync."""
+    rng = random.Random(19)
+    sizes = [1, 100, mover.tree.MIN_CHUNK, mover.tree.MIN_CHUNK + 1, 400000, mover.direct_io.DIRECT_MIN - 1,
+             mover.direct_io.DIRECT_MIN, 3 * mover.direct_io.DIRECT_MIN + 12345]
+    for size in sizes:
+        path = str(tmp_path / ('f%d' % size))
+        with open(path, 'wb') as handle:
+            handle.write(rng.randbytes(size))
+        expected = [bytes(chunk.data) for chunk in mover.tree.chunker().cut_file(path)]
+        assert [bytes(data) for data in mover._chunks(path, size)] == expected, size  # pylint: disable=protected-access
+
+
+def test_a_file_that_appears_after_the_sinks_listing_is_rebuilt_beside_it(tmp_path, monkeypatch):
+    """A new file is created in place only if nothing is at its path: one the sink's listing missed (it
+    appeared since) is rebuilt beside it and renamed over it, as a file the sink knew of is."""
+    source, target, state = volumes(tmp_path, seed=23, files=9)
+    late = os.path.join(target, 'docs', 'f001.bin')
+    os.makedirs(os.path.dirname(late))
+    with open(late, 'wb') as handle:
+        handle.write(b'written by someone after the listing')
+    os.link(late, os.path.join(tmp_path, 'other-name'))
+    real_list_tree = mover.tree.list_tree
+    monkeypatch.setattr(mover.tree, 'list_tree', lambda root: {p: i for p, i in real_list_tree(root).items() if p != 'docs/f001.bin'})
+    outcome = run_in_process(tmp_path, SyncPKI.create('rel-8'), source, target, state, 'late')
+    assert 'sink' in outcome, outcome
+    assert snapshot(source) == snapshot(target)
+    with open(os.path.join(tmp_path, 'other-name'), 'rb') as handle:
+        assert handle.read() == b'written by someone after the listing'  # replaced by a rename, not written into
+
+
+def test_only_big_files_start_their_writeback_at_once(tmp_path, monkeypatch):
+    """Small files are left to the kernel's flusher (it writes many at once); a big file's writeback
+    starts when it is complete, so the sync at the end finds little left to write."""
+    source, target, state = volumes(tmp_path, seed=29, files=30)
+    started = []
+    monkeypatch.setattr(mover.tree, 'start_writeback', lambda fd: started.append(os.fstat(fd).st_size))
+    outcome = run_in_process(tmp_path, SyncPKI.create('rel-9'), source, target, state, 'writeback')
+    assert 'sink' in outcome, outcome
+    assert snapshot(source) == snapshot(target)
+    inodes = {}  # (hard links once)
+    for directory, _dirs, names in os.walk(source):
+        for info in (os.lstat(os.path.join(directory, name)) for name in names):
+            if stat.S_ISREG(info.st_mode):
+                inodes[info.st_ino] = info.st_size
+    big = [size for size in inodes.values() if size >= mover.direct_io.DIRECT_MIN]
+    assert started and sorted(started) == sorted(big)

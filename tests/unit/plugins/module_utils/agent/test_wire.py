@@ -1,6 +1,7 @@
 """Mutual TLS with per-sync certificates, role checks, and compressed framing."""
 
 import os
+import random
 import socket
 import ssl
 import threading
@@ -134,8 +135,10 @@ def test_a_batching_channel_sends_small_frames_together_and_reads_ahead():
     left, right = socket.socketpair()
     sender, receiver = CountingSocket(left), CountingSocket(right)
     outgoing, incoming = wire.Channel(sender, batch=True), wire.Channel(receiver)
-    big = os.urandom(600 * 1024)  # incompressible, larger than a read-ahead: read straight into its own buffer
+    big = os.urandom(wire.RECEIVE_BUFFER + 300 * 1024)  # incompressible, larger than the receive buffer: read into its own
     frames = [(3, {'path': 'dir/file-%05d' % i}, b'') for i in range(2000)]
+    for index in range(0, 2000, 10):  # small files: a payload each, incompressible, in the same batches
+        frames[index] = (6, {'file': index}, os.urandom(8 * 1024))
     frames.insert(700, (4, {'big': True}, big))
     frames.insert(1500, (5, {'small': True}, b'tiny payload'))
     received = []
@@ -147,11 +150,33 @@ def test_a_batching_channel_sends_small_frames_together_and_reads_ahead():
     reader.start()
     for kind, header, payload in frames:
         outgoing.send(kind, header, payload)
-    assert sender.writes < 10  # 2000 frames held back but for the big payload
+    assert sender.writes < 12  # 2000 frames and 200 payloads held back but for the big payload
     outgoing.flush()
     reader.join(10)
     assert received == frames
-    assert receiver.reads < 100  # not three reads per frame
+    assert receiver.reads < 200  # not three reads per frame
+    left.close()
+    right.close()
+
+
+def test_frames_of_every_size_cross_the_receive_buffer_intact():
+    """Frames that end near, at and across the end of the reused receive buffer, and ones larger than it."""
+    rng = random.Random(5)
+    left, right = socket.socketpair()
+    outgoing, incoming = wire.Channel(left), wire.Channel(right)
+    sizes = [rng.choice([0, 1, 1000, 64 * 1024 - 1, 300 * 1024, wire.RECEIVE_BUFFER - 20, wire.RECEIVE_BUFFER + 1]) for _ in range(60)]
+    frames = [(index % 7 + 1, {'n': index, 'pad': 'x' * rng.randrange(200)}, rng.randbytes(size)) for index, size in enumerate(sizes)]
+    received = []
+
+    def read_all():
+        for _frame in frames:
+            received.append(incoming.recv())
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    for kind, header, payload in frames:
+        outgoing.send(kind, header, payload, compress=False)
+    reader.join(30)
+    assert received == frames
     left.close()
     right.close()
 
