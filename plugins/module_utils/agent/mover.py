@@ -134,8 +134,10 @@ class Sink:
             for digest, length in entry.get('chunks') or []:
                 self.index.setdefault(digest, (path, offset, length))
                 offset += length
+        # ``cuts``: how each file of several chunks was cut, so the source re-cuts a changed one only where it changed
         self.channel.send(STATE, {'files': {p: [e['size'], e['mtime_ns']] for p, e in self.files.items()},
-                                  'chunks': list(self.index), 'done': list(done)})
+                                  'chunks': list(self.index), 'done': list(done),
+                                  'cuts': {p: e['chunks'] for p, e in self.files.items() if len(e.get('chunks') or ()) > 1}})
         new_entries, links, pending = dict(done), [], []
         last_checkpoint = time.monotonic()
         with self.state.open_journal(sync_id) as journal:
@@ -486,6 +488,10 @@ def _is_zero(data):
     return bytes(data) == ZERO[:len(data)] if len(data) <= len(ZERO) else not bytes(data).strip(b'\0')
 
 
+def _digest(data):
+    return blake3.blake3(data).digest()
+
+
 def _create(path, exclusive=False):
     """A new file at ``path`` open for reading and writing; None if ``exclusive`` and something is there."""
     flags = os.O_RDWR | os.O_CREAT | getattr(os, 'O_CLOEXEC', 0) | (os.O_EXCL if exclusive else os.O_TRUNC)
@@ -593,6 +599,7 @@ class Source:
         self.progress.total_bytes = sum(entry.get('size', 0) for entry in scanned)
         remote = state['files']
         known = set(state['chunks'])
+        cuts = state.get('cuts') or {}  # (a sink of an earlier release sends none: files are cut whole)
         # a file the journal lists as done is in ``remote`` with the size and mtime it was written
         # with: compared like any other, so a file changed since an interrupted run is sent again
         changed = [entry for entry in scanned if entry['type'] == 'file' and remote.get(entry['path']) != [entry['size'], entry['mtime_ns']]]
@@ -613,7 +620,7 @@ class Source:
             if entry['path'] in changed:
                 if entry['path'] in positions:
                     reader.reached(positions[entry['path']])
-                self._send_file(entry, known)
+                self._send_file(entry, known, cuts.get(entry['path']))
             else:
                 self.channel.send(ENTRY, {'entry': entry, 'unchanged': True})
                 self.progress.bytes_scanned += entry['size']
@@ -634,13 +641,19 @@ class Source:
         return dict(result, bytes_scanned=self.progress.bytes_scanned, bytes_sent=self.progress.bytes_sent,
                     wire_bytes=self.channel.bytes_sent, files=self.progress.files)
 
-    def _send_file(self, entry, known):
-        """One pass over the file: cut, hash, and send each chunk the sink does not hold."""
+    def _send_file(self, entry, known, old=None):
+        """One pass over the file: cut, hash, and send each chunk the sink does not hold. With ``old`` (how the
+        sink's version was cut) the old cuts stand where the content did not change (a database file with a
+        few pages written: one hash pass, and cutting only around the writes)."""
         full = os.path.join(self.root, entry['path'])
         self.channel.send(FILE, {'entry': entry})
         if entry['size']:
-            for data in _chunks(full, entry['size']):
-                digest = blake3.blake3(data).digest()
+            if old:
+                pieces = tree.recut(full, old, _digest, tree.chunker)
+            else:
+                pieces = ((data, None) for data in _chunks(full, entry['size']))
+            for data, digest in pieces:
+                digest = digest or _digest(data)
                 head = {'h': digest, 'n': len(data)}
                 if _is_zero(data):
                     head['zeros'] = True  # the sink leaves a hole instead of writing it

@@ -272,40 +272,13 @@ class Backup:
         return old
 
     def _rechunk(self, writer, path, old):
-        """The chunks of a changed file whose previous version was cut into ``old``.
-
-        Where the content did not change, the old cuts stand: an old chunk at its old offset is checked
-        by its keyed hash alone. The cutter runs only from where one differs, until it cuts at an old
-        boundary again. The chunks are those of cutting the whole file (a cut depends only on the bytes
-        since its chunk's start), for the cost of hashing what did not change (a 4 MiB write in the
-        middle of a 300 MB database file: one hash pass and 4 MiB or so of cutting, not 300 MB).
-        """
-        boundaries, offset = {}, 0
-        for index, (_blob_id, length) in enumerate(old[:-1]):  # not the last chunk's: the old end of the file cut it
-            boundaries[offset] = index
-            offset += length
-        keys, chunks, position = self.pool.keys, [], 0
-        walk.read_ahead(path)
-        with open(path, 'rb', buffering=0) as stream:
-            while True:
-                index = boundaries.get(position)
-                if index is not None:
-                    blob_id, length = old[index]
-                    data = os.pread(stream.fileno(), length, position)
-                    if len(data) == length and keys.chunk_id(data) == blob_id:
-                        chunks.append(blob_id)
-                        position += length
-                        self.progress.add(length)
-                        continue
-                stream.seek(position)
-                for chunk in self._cutter().cut_stream(stream):
-                    chunks.append(self._store(writer, keys, chunk.data))
-                    position += chunk.length
-                    self.progress.add(chunk.length)
-                    if position in boundaries:
-                        break  # back in step with the old cuts
-                else:
-                    return chunks  # cut to the end of the file
+        """The chunks of a changed file whose previous version was cut into ``old`` (walk.recut): an old chunk
+        still at its old offset is taken by its keyed hash alone, the others are cut anew and stored."""
+        keys, chunks = self.pool.keys, []
+        for data, blob_id in walk.recut(path, old, keys.chunk_id, self._cutter):
+            chunks.append(blob_id if blob_id is not None else self._store(writer, keys, data))
+            self.progress.add(len(data))
+        return chunks
 
     @staticmethod
     def _store(writer, keys, data):

@@ -400,3 +400,50 @@ def test_only_big_files_start_their_writeback_at_once(tmp_path, monkeypatch):
                 inodes[info.st_ino] = info.st_size
     big = [size for size in inodes.values() if size >= mover.direct_io.DIRECT_MIN]
     assert started and sorted(started) == sorted(big)
+
+
+def test_a_changed_file_is_cut_again_only_where_it_changed(tmp_path, monkeypatch):
+    """The sink tells the source how it cut each file of several chunks; the source cuts a changed one
+    again only around its changes, and the chunks are those of cutting the whole file."""
+    rng = random.Random(31)
+    source, target, state = str(tmp_path / 'src'), str(tmp_path / 'dst'), str(tmp_path / 'state')
+    os.makedirs(os.path.join(source, 'db'))
+    os.makedirs(target)
+    with open(os.path.join(source, 'db', 'table.dat'), 'wb') as handle:
+        handle.write(rng.randbytes(12 << 20))
+    with open(os.path.join(source, 'db', 'app.log'), 'wb') as handle:
+        handle.write(b''.join(b'line %d of the log\n' % n for n in range(150000)))
+    pki = SyncPKI.create('rel-10')
+    assert 'source' in run_in_process(tmp_path, pki, source, target, state, 'one')
+    with open(os.path.join(source, 'db', 'table.dat'), 'r+b') as handle:  # a write in the middle, as a database does
+        handle.seek((6 << 20) + 12345)
+        handle.write(rng.randbytes(300 << 10))
+    with open(os.path.join(source, 'db', 'app.log'), 'ab') as handle:  # and a log that grows
+        handle.write(b'one more line\n' * 5000)
+    cut = []
+    real_chunker = mover.tree.chunker
+
+    def counting_chunker():
+        cutter = real_chunker()
+
+        class Counting:
+            def cut_stream(self, stream):
+                for chunk in cutter.cut_stream(stream):
+                    cut.append(chunk.length)
+                    yield chunk
+
+            def cut_buf(self, data):
+                for chunk in cutter.cut_buf(data):
+                    cut.append(chunk.length)
+                    yield chunk
+        return Counting()
+    monkeypatch.setattr(mover.tree, 'chunker', counting_chunker)
+    outcome = run_in_process(tmp_path, pki, source, target, state, 'two')
+    assert 'sink' in outcome, outcome
+    assert snapshot(source) == snapshot(target)
+    assert 0 < sum(cut) < 4 << 20, 'only around the write and the end of the log'
+    recorded = mover.SinkState(state).manifest()['files']
+    for name in ('table.dat', 'app.log'):
+        whole = [[mover.blake3.blake3(bytes(chunk.data)).digest(), chunk.length]
+                 for chunk in real_chunker().cut_file(os.path.join(source, 'db', name))]
+        assert recorded['db/' + name]['chunks'] == whole, 'the same chunks as cutting the whole file'
