@@ -158,6 +158,8 @@ class Channel:
             with memoryview(payload) as target:
                 self._fill(target, have, count, count, allow_eof and have == 0)
             return bytes(payload)
+        if have == 0:
+            self._incoming_at = self._incoming_end = 0  # (the whole buffer for the next reads)
         if have < count:
             if len(self._incoming) - self._incoming_at < count:  # no room behind what is left: move it to the front
                 view[:have] = view[self._incoming_at:self._incoming_end]

@@ -364,6 +364,8 @@ def test_every_way_of_reading_a_file_cuts_it_the_same(tmp_path):
             handle.write(rng.randbytes(size))
         expected = [bytes(chunk.data) for chunk in mover.tree.chunker().cut_file(path)]
         assert [bytes(data) for data in mover._chunks(path, size)] == expected, size  # pylint: disable=protected-access
+        # a file that grew since the walk (a live volume) is read as a big file, not into memory whole
+        assert [bytes(data) for data in mover._chunks(path, 100)] == expected, size  # pylint: disable=protected-access
 
 
 def test_a_file_that_appears_after_the_sinks_listing_is_rebuilt_beside_it(tmp_path, monkeypatch):
@@ -447,3 +449,32 @@ def test_a_changed_file_is_cut_again_only_where_it_changed(tmp_path, monkeypatch
         whole = [[mover.blake3.blake3(bytes(chunk.data)).digest(), chunk.length]
                  for chunk in real_chunker().cut_file(os.path.join(source, 'db', name))]
         assert recorded['db/' + name]['chunks'] == whole, 'the same chunks as cutting the whole file'
+
+
+def test_a_volume_whose_state_and_paths_outgrow_a_frame_header_still_syncs(tmp_path, monkeypatch):
+    """The sink's state (every file, every chunk) and the source's list of paths travel as payloads,
+    which may be large; a header is limited (wire.MAX_HEADER), and a big volume's state is not."""
+    monkeypatch.setattr(wire, 'MAX_HEADER', 1024)
+    source, target, state = volumes(tmp_path, seed=37, files=200)
+    pki = SyncPKI.create('rel-11')
+    assert 'sink' in run_in_process(tmp_path, pki, source, target, state, 'one')
+    again = run_in_process(tmp_path, pki, source, target, state, 'two')
+    assert 'sink' in again, again
+    assert again['source']['bytes_sent'] == 0
+    assert snapshot(source) == snapshot(target)
+
+
+def test_a_symlink_at_a_temporary_files_name_is_not_written_through(tmp_path):
+    source, target, state = volumes(tmp_path, seed=41, files=12)
+    pki = SyncPKI.create('rel-12')
+    assert 'sink' in run_in_process(tmp_path, pki, source, target, state, 'one')
+    name = next(n for n in sorted(os.listdir(os.path.join(source, 'docs'))) if n.endswith('.bin') and os.path.getsize(os.path.join(source, 'docs', n)))
+    with open(os.path.join(source, 'docs', name), 'ab') as handle:
+        handle.write(b'changed')
+    outside = tmp_path / 'outside.txt'
+    outside.write_bytes(b'not the volume')
+    os.symlink(str(outside), os.path.join(target, 'docs', '.ferry-tmp-' + name))
+    outcome = run_in_process(tmp_path, pki, source, target, state, 'two')
+    assert 'sink' in outcome, outcome
+    assert outside.read_bytes() == b'not the volume'
+    assert snapshot(source) == snapshot(target)

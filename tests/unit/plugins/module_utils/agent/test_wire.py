@@ -133,6 +133,7 @@ class CountingSocket:
 
 def test_a_batching_channel_sends_small_frames_together_and_reads_ahead():
     left, right = socket.socketpair()
+    left.settimeout(30)
     sender, receiver = CountingSocket(left), CountingSocket(right)
     outgoing, incoming = wire.Channel(sender, batch=True), wire.Channel(receiver)
     big = os.urandom(wire.RECEIVE_BUFFER + 300 * 1024)  # incompressible, larger than the receive buffer: read into its own
@@ -163,6 +164,7 @@ def test_frames_of_every_size_cross_the_receive_buffer_intact():
     """Frames that end near, at and across the end of the reused receive buffer, and ones larger than it."""
     rng = random.Random(5)
     left, right = socket.socketpair()
+    left.settimeout(30)  # a reader that died fails the test instead of hanging it
     outgoing, incoming = wire.Channel(left), wire.Channel(right)
     sizes = [rng.choice([0, 1, 1000, 64 * 1024 - 1, 300 * 1024, wire.RECEIVE_BUFFER - 20, wire.RECEIVE_BUFFER + 1]) for _ in range(60)]
     frames = [(index % 7 + 1, {'n': index, 'pad': 'x' * rng.randrange(200)}, rng.randbytes(size)) for index, size in enumerate(sizes)]
@@ -205,3 +207,23 @@ def test_a_frame_cut_short_is_an_error_not_an_end():
     with pytest.raises(wire.ProtocolError):
         incoming.recv()
     right.close()
+
+
+def test_a_close_after_whole_frames_is_an_end_and_within_one_an_error():
+    """Frames read ahead are delivered first; then a close between frames is an end (EOFError), a close
+    in the middle of one an error."""
+    frames = [(3, {'n': 1}, b'first'), (4, {'n': 2}, b'')]
+    for cut_short in (False, True):
+        left, right = socket.socketpair()
+        incoming = wire.Channel(right)
+        writer = wire.Channel(left, batch=True)
+        for frame in frames:
+            writer.send(*frame, compress=False)
+        writer.flush()
+        if cut_short:
+            left.sendall(b'\x03\x00\x00\x00\x10\x00\x00\x00\x00' + b'\x81')  # a header of 16 bytes, one sent
+        left.close()
+        assert [incoming.recv(), incoming.recv()] == frames
+        with pytest.raises(wire.ProtocolError if cut_short else EOFError):
+            incoming.recv()
+        right.close()
