@@ -131,6 +131,16 @@ class CountingSocket:
         return self.sock.recv_into(view, count)
 
 
+def send_and_receive(send_all, incoming, count):
+    """The ``count`` frames ``incoming`` receives while ``send_all()`` sends (a reader thread, so big frames flow)."""
+    received = []
+    reader = threading.Thread(target=lambda: received.extend(incoming.recv() for _ in range(count)))
+    reader.start()
+    send_all()
+    reader.join(30)
+    return received
+
+
 def test_a_batching_channel_sends_small_frames_together_and_reads_ahead():
     left, right = socket.socketpair()
     left.settimeout(30)
@@ -142,19 +152,13 @@ def test_a_batching_channel_sends_small_frames_together_and_reads_ahead():
         frames[index] = (6, {'file': index}, os.urandom(8 * 1024))
     frames.insert(700, (4, {'big': True}, big))
     frames.insert(1500, (5, {'small': True}, b'tiny payload'))
-    received = []
 
-    def read_all():
-        for _frame in frames:
-            received.append(incoming.recv())
-    reader = threading.Thread(target=read_all)
-    reader.start()
-    for kind, header, payload in frames:
-        outgoing.send(kind, header, payload)
-    assert sender.writes < 12  # 2000 frames and 200 payloads held back but for the big payload
-    outgoing.flush()
-    reader.join(10)
-    assert received == frames
+    def send_all():
+        for kind, header, payload in frames:
+            outgoing.send(kind, header, payload)
+        assert sender.writes < 12  # 2000 frames and 200 payloads held back but for the big payload
+        outgoing.flush()
+    assert send_and_receive(send_all, incoming, len(frames)) == frames
     assert receiver.reads < 200  # not three reads per frame
     left.close()
     right.close()
@@ -168,17 +172,11 @@ def test_frames_of_every_size_cross_the_receive_buffer_intact():
     outgoing, incoming = wire.Channel(left), wire.Channel(right)
     sizes = [rng.choice([0, 1, 1000, 64 * 1024 - 1, 300 * 1024, wire.RECEIVE_BUFFER - 20, wire.RECEIVE_BUFFER + 1]) for _ in range(60)]
     frames = [(index % 7 + 1, {'n': index, 'pad': 'x' * rng.randrange(200)}, rng.randbytes(size)) for index, size in enumerate(sizes)]
-    received = []
 
-    def read_all():
-        for _frame in frames:
-            received.append(incoming.recv())
-    reader = threading.Thread(target=read_all)
-    reader.start()
-    for kind, header, payload in frames:
-        outgoing.send(kind, header, payload, compress=False)
-    reader.join(30)
-    assert received == frames
+    def send_all():
+        for kind, header, payload in frames:
+            outgoing.send(kind, header, payload, compress=False)
+    assert send_and_receive(send_all, incoming, len(frames)) == frames
     left.close()
     right.close()
 
