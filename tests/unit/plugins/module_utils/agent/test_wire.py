@@ -134,7 +134,7 @@ class CountingSocket:
 def send_and_receive(send_all, incoming, count):
     """The ``count`` frames ``incoming`` receives while ``send_all()`` sends (a reader thread, so big frames flow)."""
     received = []
-    reader = threading.Thread(target=lambda: received.extend(incoming.recv() for _ in range(count)))
+    reader = threading.Thread(target=lambda: received.extend(incoming.recv() for _frame in range(count)))
     reader.start()
     send_all()
     reader.join(30)
@@ -170,7 +170,7 @@ def test_frames_of_every_size_cross_the_receive_buffer_intact():
     left, right = socket.socketpair()
     left.settimeout(30)  # a reader that died fails the test instead of hanging it
     outgoing, incoming = wire.Channel(left), wire.Channel(right)
-    sizes = [rng.choice([0, 1, 1000, 64 * 1024 - 1, 300 * 1024, wire.RECEIVE_BUFFER - 20, wire.RECEIVE_BUFFER + 1]) for _ in range(60)]
+    sizes = [rng.choice([0, 1, 1000, 64 * 1024 - 1, 300 * 1024, wire.RECEIVE_BUFFER - 20, wire.RECEIVE_BUFFER + 1]) for _index in range(60)]
     frames = [(index % 7 + 1, {'n': index, 'pad': 'x' * rng.randrange(200)}, rng.randbytes(size)) for index, size in enumerate(sizes)]
 
     def send_all():
