@@ -134,11 +134,10 @@ class Sink:
             for digest, length in entry.get('chunks') or []:
                 self.index.setdefault(digest, (path, offset, length))
                 offset += length
-        # ``cuts``: how each file of several chunks was cut, so the source re-cuts a changed one only where it changed.
-        # The state goes as a payload (compressed, up to wire.MAX_PAYLOAD): a volume's state outgrows a header.
-        state = {'files': {p: [e['size'], e['mtime_ns']] for p, e in self.files.items()}, 'chunks': list(self.index), 'done': list(done),
-                 'cuts': {p: e['chunks'] for p, e in self.files.items() if len(e.get('chunks') or ()) > 1}}
-        self.channel.send(STATE, {'state': 'payload'}, msgpack.packb(state, use_bin_type=True))
+        # ``cuts``: how each file of several chunks was cut, so the source re-cuts a changed one only where it changed
+        _send_document(self.channel, STATE, {
+            'files': {p: [e['size'], e['mtime_ns']] for p, e in self.files.items()}, 'chunks': list(self.index), 'done': list(done),
+            'cuts': {p: e['chunks'] for p, e in self.files.items() if len(e.get('chunks') or ()) > 1}})
         new_entries, links, pending = dict(done), [], []
         last_checkpoint = time.monotonic()
         with self.state.open_journal(sync_id) as journal:
@@ -167,8 +166,7 @@ class Sink:
                         self.channel.send(BARRIER, {'failed': self.failed})
                         self.failed = []
                     elif kind == END:
-                        paths = msgpack.unpackb(payload, raw=False) if header.get('paths') == 'payload' else header['paths']
-                        self._finish(set(paths), links, new_entries, sync_id)
+                        self._finish(set(_document(header, payload)['paths']), links, new_entries, sync_id)
                         return self.stats
                     else:
                         raise ProtocolError('unexpected frame %d' % kind)
@@ -237,7 +235,7 @@ class Sink:
             if self._same_symlink(full, entry):
                 return
             if os.path.lexists(full) or os.path.islink(full):
-                _remove(full)
+                tree.remove_entry(full)
             os.symlink(entry['target'], full)
             self._meta(entry['path'], entry)
 
@@ -256,11 +254,11 @@ class Sink:
         # A file that exists is rebuilt beside it (its old chunks stay readable until the rename);
         # a new one is written in place: until the journal or manifest names it, it does not count.
         # (What exists is known from the listing at the start; the exclusive create checks it.)
-        fd = None if entry['path'] in self.present else _create(full, exclusive=True)
+        fd = None if entry['path'] in self.present else tree.create_file(full, replace=False)
         temp = full
         if fd is None:
             temp = os.path.join(os.path.dirname(full), '.ferry-tmp-%s' % os.path.basename(full))
-            fd = _create(temp)
+            fd = tree.create_file(temp)  # (what an earlier run or the source left at that name goes first)
         replacing, identity = temp != full, None
         try:
             builder = self._build(entry, full, temp, fd)
@@ -314,7 +312,7 @@ class Sink:
                     digest, length = head['h'], head['n']
                     zero = bool(head.get('zeros'))  # the source's word, checked with the data's hash when it sends the data
                     if head.get('s'):
-                        builder.received(digest, length, data, blake3.blake3(data).digest() == digest, zero)
+                        builder.received(digest, length, data, _digest(data) == digest, zero)
                     else:
                         builder.local(digest, length, zero)
             except BaseException:
@@ -338,14 +336,14 @@ class Sink:
         for path in sorted((p for p in self.present if p not in source_paths), key=lambda p: -p.count('/')):
             full = self._full(path)
             if os.path.lexists(full):
-                _remove(full)
+                tree.remove_entry(full)
                 self.stats['deleted'] += 1
         for link in links:
             full, target = self._full(link['path']), self._full(link['target'])
             if _same_inode(full, target):
                 continue
             if os.path.lexists(full):
-                _remove(full)
+                tree.remove_entry(full)
             os.link(target, full)
             if link['target'] in entries and entries[link['target']]['type'] == 'file':
                 # a new name changes the inode's change time: record the one it has now
@@ -490,22 +488,19 @@ def _is_zero(data):
     return bytes(data) == ZERO[:len(data)] if len(data) <= len(ZERO) else not bytes(data).strip(b'\0')
 
 
+def _send_document(channel, kind, document):
+    """A frame whose header would grow with the volume (the sink's state, the source's paths): the document
+    goes as the payload, compressed and allowed up to wire.MAX_PAYLOAD, where a header stops at MAX_HEADER."""
+    channel.send(kind, {'document': True}, msgpack.packb(document, use_bin_type=True))
+
+
+def _document(header, payload):
+    """What a frame says: the document in its payload (``_send_document``), else its header."""
+    return msgpack.unpackb(payload, raw=False) if header.get('document') else header
+
+
 def _digest(data):
     return blake3.blake3(data).digest()
-
-
-def _create(path, exclusive=False):
-    """A new, empty file at ``path``, open for reading and writing. With ``exclusive`` None if something is
-    there; else whatever is there is removed first (a symlink left at a temporary file's name is never
-    written through)."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
-    try:
-        return os.open(path, flags, 0o600)
-    except FileExistsError:
-        if exclusive:
-            return None
-    _remove(path)
-    return os.open(path, flags, 0o600)
 
 
 def _same_inode(first, second):
@@ -514,13 +509,6 @@ def _same_inode(first, second):
     except FileNotFoundError:
         return False
     return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
-
-
-def _remove(full):
-    if os.path.isdir(full) and not os.path.islink(full):
-        shutil.rmtree(full)
-    else:
-        os.remove(full)
 
 
 # -- source -------------------------------------------------------------------------------------------
@@ -591,9 +579,7 @@ class Source:
             raise SyncError('the sink failed: %s' % header.get('message'))
         if kind != expected:
             raise ProtocolError('expected reply %d from the sink, got %d' % (expected, kind))
-        if header.get('state') == 'payload':
-            return msgpack.unpackb(payload, raw=False)
-        return header
+        return _document(header, payload)
 
     def _barrier(self):
         self.channel.send(BARRIER, {})
@@ -645,7 +631,7 @@ class Source:
             failed = self._barrier()
         if failed:
             raise SyncError('the sink could not write %s' % ', '.join(failed[:5]))
-        self.channel.send(END, {'paths': 'payload'}, msgpack.packb(paths, use_bin_type=True))  # (a volume's paths outgrow a header)
+        _send_document(self.channel, END, {'paths': paths})
         result = self._reply(DONE)
         self.progress.report(final=True)
         return dict(result, bytes_scanned=self.progress.bytes_scanned, bytes_sent=self.progress.bytes_sent,

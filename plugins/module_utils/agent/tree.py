@@ -12,6 +12,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import shutil
 import stat
 
 try:
@@ -158,6 +159,31 @@ def list_tree(root, skip=(STATE_DIR_NAME,)):
                 if stat.S_ISDIR(info.st_mode):
                     pending.append(path)
     return found
+
+
+def remove_entry(path):
+    """Remove what is at ``path``: a file, a symlink (never its target) or a directory tree; nothing there is fine."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def create_file(path, replace=True):
+    """A new, empty file at ``path``, open for reading and writing. The create is exclusive, so a symlink or a
+    hard-linked file found there is never written through: with ``replace`` what is there is removed first,
+    without it None says something is there."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, 'O_CLOEXEC', 0)
+    try:
+        return os.open(path, flags, 0o600)
+    except FileExistsError:
+        if not replace:
+            return None
+    remove_entry(path)
+    return os.open(path, flags, 0o600)
 
 
 def clone_file(source_fd, target_fd):

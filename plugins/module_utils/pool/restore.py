@@ -13,7 +13,6 @@ from __future__ import annotations
 import bisect
 import gc
 import os
-import shutil
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 
@@ -100,7 +99,7 @@ class Restore:
                 stats['files'] += 1
                 stats['bytes'] += entry['size']
             elif kind == 'symlink':
-                _clear(full)
+                walk.remove_entry(full)
                 os.symlink(entry['target'], full)
                 walk.apply_metadata(full, entry, self.owner)
                 stats['links'] += 1
@@ -108,7 +107,7 @@ class Restore:
                 links.append((full, entry))
         batches.finish()
         for full, entry in links:  # after every file: a hard link needs its first name in place
-            _clear(full)
+            walk.remove_entry(full)
             first = os.path.join(target, entry['target'])
             if not os.path.exists(first):
                 raise PoolError('cannot restore hard link %s: %s was not restored (select it too)' % (entry['path'], entry['target']))
@@ -200,7 +199,7 @@ class Restore:
     def _file(self, full, entry, spans):
         written = 0
         try:
-            handle = _create(full)
+            handle = walk.create_file(full)  # (a hard-linked old file is not written through)
             try:
                 sequential = direct_io.SequentialWriter(full, handle) if entry['size'] >= direct_io.DIRECT_MIN else None
                 position = 0
@@ -312,24 +311,6 @@ class _Batches:
             self._submit()
         done, self.pending = wait(self.pending), set()
         self._collect(done.done)
-
-
-def _create(path):
-    """A new, empty file at ``path`` (whatever was there is replaced; a hard-linked old file is not written through)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_CLOEXEC', 0)
-    try:
-        return os.open(path, flags, 0o600)
-    except FileExistsError:
-        _clear(path)
-        return os.open(path, flags, 0o600)
-
-
-def _clear(path):
-    """Make room for a restored entry: what is there may be a file, a link or a directory of another type."""
-    if os.path.islink(path) or os.path.isfile(path):
-        os.remove(path)
-    elif os.path.isdir(path):
-        shutil.rmtree(path)
 
 
 def _make_dir(path):

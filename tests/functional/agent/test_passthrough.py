@@ -12,6 +12,7 @@ import threading
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent import mover, wire
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
+from counting_cutter import CountingCutter  # tests/lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 AGENT = os.path.join(ROOT, 'agent', 'ferry_agent.py')
@@ -424,22 +425,7 @@ def test_a_changed_file_is_cut_again_only_where_it_changed(tmp_path, monkeypatch
         handle.write(b'one more line\n' * 5000)
     cut = []
     real_chunker = mover.tree.chunker
-
-    def counting_chunker():
-        cutter = real_chunker()
-
-        class Counting:
-            def cut_stream(self, stream):
-                for chunk in cutter.cut_stream(stream):
-                    cut.append(chunk.length)
-                    yield chunk
-
-            def cut_buf(self, data):
-                for chunk in cutter.cut_buf(data):
-                    cut.append(chunk.length)
-                    yield chunk
-        return Counting()
-    monkeypatch.setattr(mover.tree, 'chunker', counting_chunker)
+    monkeypatch.setattr(mover.tree, 'chunker', lambda: CountingCutter(real_chunker(), cut))
     outcome = run_in_process(tmp_path, pki, source, target, state, 'two')
     assert 'sink' in outcome, outcome
     assert snapshot(source) == snapshot(target)

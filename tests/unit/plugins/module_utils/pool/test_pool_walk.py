@@ -11,6 +11,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool.restore import Res
 from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import ParentTree, read_tree, read_tree_records
 from ansible_collections.ferry.kube.plugins.module_utils.pool.walker import TreeWalk
 
+from counting_cutter import CountingCutter  # tests/lib
 from test_pool_engine import describe, make_tree, reopen  # pylint: disable=import-error
 
 
@@ -175,18 +176,7 @@ def test_a_changed_file_is_cut_again_only_where_it_changed(pool, tmp_path, monke
         handle.write(b'one more line\n' * 5000)
     cut = []
     real_cutter = backup_module.Backup._cutter
-
-    def counting_cutter(self):
-        cutter = real_cutter(self)
-
-        class Counting:
-            def cut_stream(self, stream):
-                for chunk in cutter.cut_stream(stream):
-                    cut.append(chunk.length)
-                    yield chunk
-        return Counting()
-
-    monkeypatch.setattr(backup_module.Backup, '_cutter', counting_cutter)
+    monkeypatch.setattr(backup_module.Backup, '_cutter', lambda self: CountingCutter(real_cutter(self), cut))
     incremental = Backup(reopen(pool), {'data': root}).run()
     changed_bytes = sum(cut)
     cut.clear()
