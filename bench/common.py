@@ -65,6 +65,17 @@ def mutate(path, scale):
 
 
 def fresh_copy(original, target):
+    """``target`` becomes a copy of ``original``. A directory already there is emptied, not replaced,
+    so a volume stays what its driver made it (the sandbox's volumes on btrfs are subvolumes)."""
+    if os.path.isdir(target) and not os.path.islink(target):
+        for entry in os.listdir(target):
+            path = os.path.join(target, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        subprocess.run(['cp', '-a', original + '/.', target], check=True)
+        return
     shutil.rmtree(target, ignore_errors=True)
     subprocess.run(['cp', '-a', original, target], check=True)
 

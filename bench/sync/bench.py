@@ -1,6 +1,6 @@
 """Volume syncs between two sandbox clusters vs rsync -z and restic, in one run, on the reference dataset (issue #7).
 
-    bench/sync/run.sh [--scale 1.0] [--reps 3] [--work DIR] [--cow-volumes]
+    bench/sync/run.sh [--scale 1.0] [--reps 3] [--work DIR] [--cow-volumes [xfs|btrfs]]
 
 Starts two sandbox clusters (``source`` and ``dr``) in a process of their own, creates namespace
 ``app`` with PVC ``data`` on the source and fills the PVC (its directory on the host) with a
@@ -30,7 +30,10 @@ shows what the sandbox's CSI emulation costs: its snapshots and clones are full 
 (``cp -a``), which a real CSI driver does not pay (deleting them returns at once: the sandbox
 reclaims the files afterwards, as a driver does, and the next step waits until it has).
 ``--cow-volumes`` puts everything but the pristine dataset on an XFS file system with reflinks (a
-loop device), so those copies share extents, as a copy-on-write driver's snapshots do.
+loop device), so those copies share extents, as a copy-on-write driver's snapshots do (creating the
+copy's inodes still costs time per file). ``--cow-volumes btrfs`` puts it on btrfs instead, where
+the sandbox's volumes are subvolumes and its snapshots and clones subvolume snapshots, made in
+constant time as a copy-on-write CSI driver's are.
 """
 
 import argparse
@@ -48,6 +51,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import ROOT, dataset, drop_caches, fresh_copy, machine_busy, measured, mount_loop, mutate, sandbox_down, sandbox_up, spread, timed, tree_bytes, unmount_loop  # noqa: E402
+from ferry_sandbox.controllers import storage  # noqa: E402 (run.sh puts the sandbox on the path)
 
 MODULE = os.path.join(ROOT, 'plugins', 'modules', 'sync.py')
 FERRY = os.path.join(ROOT, 'bin', 'ferry')
@@ -58,6 +62,9 @@ PVC = 'data'
 PASSPHRASE = 'bench-passphrase'
 GROUP = 'bench/app'
 DR_TARGET = 15.0
+COW_VOLUMES = {'xfs': '; --cow-volumes xfs: all volumes, copies and repositories on XFS with reflinks (loop device), so those copies share extents',
+               'btrfs': '; --cow-volumes btrfs: all volumes, copies and repositories on btrfs (loop device), volumes are subvolumes, '
+                        'snapshots and clones subvolume snapshots (constant time, shared extents)'}
 
 
 # -- inside the module process: phases of the engine ------------------------------------------
@@ -330,12 +337,16 @@ class Bench:
         return runs
 
     def sandbox_copy(self):
-        """What the sandbox's CSI emulation does per snapshot and per clone (cp -a), and per deletion (rm -r), cold; not Ferry's."""
+        """What the sandbox's CSI emulation does per snapshot and per clone (its copy_tree: cp -a, or a btrfs
+        subvolume snapshot), and per deletion (rm -r or a subvolume deletion), cold; not Ferry's."""
         copy = os.path.join(self.work, 'sandbox-copy')
         shutil.rmtree(copy, ignore_errors=True)
-        os.makedirs(copy)
-        copied = timed(['cp', '-a', '--reflink=auto', self.source_dir + '/.', copy])[0]
-        removed = timed(['rm', '-rf', copy])[0]
+        drop_caches()
+        started = time.monotonic()
+        storage.copy_tree(self.source_dir, copy)
+        copied = time.monotonic() - started
+        subvolume = storage.is_subvolume(copy)
+        removed = timed(['btrfs', '-q', 'subvolume', 'delete', copy] if subvolume else ['rm', '-rf', copy])[0]
         return {'copy': copied, 'remove': removed}
 
 
@@ -403,10 +414,9 @@ def report(args, bench, runs, versions):
     busy, mine = (now - then for now, then in zip(cpu_seconds(bench.state), bench.cpu))
     print('CPU: %.0f CPU-seconds busy during the repetitions, of which %.0f by other processes than this benchmark, the sandbox and its pods '
           '(%.0f%% of one CPU)' % (busy, busy - mine, 100 * (busy - mine) / bench.elapsed))
-    print('snapshot mechanism: %s (the sandbox CSI driver: a snapshot and a clone are each a cp -a --reflink=auto of the volume)%s'
+    print('snapshot mechanism: %s (the sandbox CSI driver: a snapshot and a clone are each a copy of the volume, cp -a --reflink=auto or a btrfs subvolume snapshot)%s'
           % (runs[0]['passthrough full']['ferry']['result']['volumes'][0]['mechanism'],
-             '; --cow-volumes: all volumes, copies and repositories on XFS with reflinks (loop device), so those copies share extents'
-             if args.cow_volumes else ''))
+             COW_VOLUMES.get(args.cow_volumes, '')))
     print()
     head = '%-44s %-24s %-24s %8s %-15s %s'
     print(head % ('figure (seconds)', 'ferry', 'peer', 'ratio', 'target', 'met'))
@@ -502,7 +512,7 @@ def breakdown(runs):
                  med(lambda run: span_sum(run, 'release')), med(lambda run, step=step: run['result']['stages'][stage_of(step)] - sandbox_share(run)))
         print('%-24s' % step + ''.join('%13.2f' % c for c in cells))
     copies = [rep['sandbox copy'] for rep in runs if 'sandbox copy' in rep]
-    print('the sandbox\'s copy of the mutated volume by itself, cold: cp -a %s s, rm -rf %s s (a sync pays two copies; the removals run after it)'
+    print('the sandbox\'s copy of the mutated volume by itself, cold: copy %s s, removal %s s (a sync pays two copies; the removals run after it)'
           % (spread([c['copy'] for c in copies]), spread([c['remove'] for c in copies])))
     print('"w/o sandbox" (and * above) = stage (process) - [cut] (less what the sink\'s start overlapped) - [clone wait]: an estimate on a CSI '
           'driver whose snapshots and clones are copy-on-write')
@@ -534,11 +544,14 @@ def cpu_seconds(state):
     return busy, mine
 
 
-def mount_cow(work, mountpoint):
-    """An XFS file system with reflinks in a sparse file, mounted at ``mountpoint`` (cp --reflink=auto then shares extents)."""
-    if not shutil.which('mkfs.xfs'):
-        raise SystemExit('--cow-volumes needs mkfs.xfs (bench/sync/run.sh --cow-volumes installs xfsprogs)')
-    mount_loop(os.path.join(work, 'cow.img'), mountpoint, ['mkfs.xfs', '-q', '-f', '-m', 'reflink=1'], 64 * 2 ** 30)
+def mount_cow(work, mountpoint, kind):
+    """An XFS file system with reflinks (cp --reflink=auto then shares extents) or a btrfs one (the sandbox's volumes
+    are then subvolumes, its snapshots subvolume snapshots) in a sparse file, mounted at ``mountpoint``."""
+    mkfs = {'xfs': ['mkfs.xfs', '-q', '-f', '-m', 'reflink=1'], 'btrfs': ['mkfs.btrfs', '-q', '-f']}[kind]
+    for tool in (mkfs[0],) + (('btrfs',) if kind == 'btrfs' else ()):
+        if not shutil.which(tool):
+            raise SystemExit('--cow-volumes %s needs %s (bench/sync/run.sh --cow-volumes %s installs it)' % (kind, tool, kind))
+    mount_loop(os.path.join(work, 'cow.img'), mountpoint, mkfs, 64 * 2 ** 30)
 
 
 def unmount_cow(work, mountpoint):
@@ -558,9 +571,9 @@ def main():
     parser.add_argument('--scale', type=float, default=1.0)
     parser.add_argument('--reps', type=int, default=3)
     parser.add_argument('--work', default=None, help='working directory, kept (and the dataset in it reused); default: a temporary one, removed')
-    parser.add_argument('--cow-volumes', action='store_true',
-                        help='run everything but the pristine dataset on an XFS file system with reflinks (a loop device), so that the sandbox\'s '
-                             'snapshots and clones are copy-on-write, as a real CSI driver\'s are (needs root and mkfs.xfs)')
+    parser.add_argument('--cow-volumes', nargs='?', const='xfs', choices=sorted(COW_VOLUMES),
+                        help='run everything but the pristine dataset on an XFS (default) or btrfs file system (a loop device), so that the sandbox\'s '
+                             'snapshots and clones are copy-on-write, as a real CSI driver\'s are (needs root, and mkfs.xfs or mkfs.btrfs)')
     args = parser.parse_args()
     for tool in ('rsync', 'restic', 'diff'):
         if not shutil.which(tool):
@@ -573,7 +586,7 @@ def main():
     try:
         original = dataset(args.work or bench_dir or work, args.scale, 'orig-%s' % args.scale)
         if args.cow_volumes:
-            mount_cow(work, data)
+            mount_cow(work, data, args.cow_volumes)
         shutil.rmtree(state, ignore_errors=True)  # volume directories outlive a sandbox
         kubeconfigs = sandbox_up(state, ['source', 'dr'])
         sys.path.insert(0, COLLECTIONS)

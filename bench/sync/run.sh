@@ -7,7 +7,10 @@ need=()
 command -v rsync >/dev/null || need+=(rsync)
 command -v restic >/dev/null || need+=(restic)
 [ -x /usr/bin/time ] || need+=(time)
-case " $* " in *" --cow-volumes "*) command -v mkfs.xfs >/dev/null || need+=(xfsprogs) ;; esac
+case " $* " in
+  *" --cow-volumes btrfs "* | *" --cow-volumes=btrfs "*) command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs) ;;
+  *" --cow-volumes "*) command -v mkfs.xfs >/dev/null || need+=(xfsprogs) ;;
+esac
 if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi

@@ -1,9 +1,15 @@
 """Controllers: workloads, endpoints, storage and snapshots, observed through the API."""
 
 import os
+import shutil
+import subprocess
 
+import pytest
 import yaml
 
+from ferry_sandbox.cluster import Cluster
+from ferry_sandbox.controllers import storage
+from ferry_sandbox.images import default_images
 from helpers import kubectl, kubectl_json, wait_for
 
 
@@ -145,3 +151,53 @@ def test_snapshot_without_a_class_for_the_driver_fails_like_the_real_controller(
     apply(cluster, snapshot('bad', 'plain'))
     error = wait_for(lambda: kubectl_json(cluster, 'get', 'volumesnapshot', 'bad').get('status', {}).get('error'), what='snapshot error')
     assert 'nosnap.sandbox.ferry.dev' in error['message']
+
+
+@pytest.fixture
+def btrfs_dir(tmp_path):
+    """A btrfs file system on a loop device (root and btrfs-progs, which `make setup` installs)."""
+    if os.geteuid() != 0 or not shutil.which('mkfs.btrfs') or not shutil.which('btrfs'):
+        pytest.skip('needs root and btrfs-progs (make setup installs them)')
+    image, mountpoint = tmp_path / 'btrfs.img', tmp_path / 'btrfs'
+    with open(image, 'wb') as handle:
+        handle.truncate(256 * 2 ** 20)
+    subprocess.run(['mkfs.btrfs', '-q', '-f', str(image)], check=True, stdout=subprocess.DEVNULL)
+    mountpoint.mkdir()
+    if subprocess.run(['mount', '-o', 'loop', str(image), str(mountpoint)], check=False, capture_output=True).returncode != 0:
+        pytest.skip('this machine cannot mount a loop device')
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(['umount', '-l', str(mountpoint)], check=False)
+
+
+def test_on_btrfs_volumes_are_subvolumes_and_snapshots_are_subvolume_snapshots(btrfs_dir):
+    cluster = Cluster('source', str(btrfs_dir / 'state'), local_images=default_images())
+    cluster.start()
+    try:
+        apply(cluster, pvc('data'))
+        wait_for(lambda: kubectl_json(cluster, 'get', 'pvc', 'data')['status'].get('phase') == 'Bound', what='binding')
+        volume = volume_path(cluster, 'data')
+        assert storage.is_subvolume(volume)
+        with open(os.path.join(volume, 'before.txt'), 'w', encoding='utf-8') as handle:
+            handle.write('kept')
+        apply(cluster, snapshot('snap', 'data'))
+        kubectl(cluster, 'wait', '--for=jsonpath={.status.readyToUse}=true', 'volumesnapshot/snap', '--timeout=30s')
+        with open(os.path.join(volume, 'after.txt'), 'w', encoding='utf-8') as handle:
+            handle.write('too late')
+        content = kubectl_json(cluster, 'get', 'volumesnapshotcontent')['items'][0]['metadata']['name']
+        assert storage.is_subvolume(os.path.join(cluster.state_dir, 'snapshots', content))
+        apply(cluster, pvc('restored', data_source='snap'))
+        wait_for(lambda: kubectl_json(cluster, 'get', 'pvc', 'restored')['status'].get('phase') == 'Bound', what='restore binding')
+        restored = volume_path(cluster, 'restored')
+        assert storage.is_subvolume(restored) and sorted(os.listdir(restored)) == ['before.txt']
+        with open(os.path.join(restored, 'before.txt'), 'w', encoding='utf-8') as handle:
+            handle.write('changed in the clone')
+        with open(os.path.join(volume, 'before.txt'), encoding='utf-8') as handle:
+            assert handle.read() == 'kept'  # the clone shares extents, not the data's future
+        kubectl(cluster, 'delete', 'volumesnapshot', 'snap')
+        kubectl(cluster, 'delete', 'pvc', 'restored', 'data')
+        wait_for(lambda: not subprocess.run(['btrfs', 'subvolume', 'list', str(btrfs_dir)], check=True, capture_output=True,
+                                            text=True).stdout.strip(), what='the subvolumes to be deleted')
+    finally:
+        cluster.stop()
