@@ -51,7 +51,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import ROOT, dataset, drop_caches, fresh_copy, machine_busy, measured, mount_loop, mutate, sandbox_down, sandbox_up, spread, timed, tree_bytes, unmount_loop  # noqa: E402
-from ferry_sandbox.controllers import storage  # noqa: E402 (run.sh puts the sandbox on the path)
 
 MODULE = os.path.join(ROOT, 'plugins', 'modules', 'sync.py')
 FERRY = os.path.join(ROOT, 'bin', 'ferry')
@@ -339,6 +338,7 @@ class Bench:
     def sandbox_copy(self):
         """What the sandbox's CSI emulation does per snapshot and per clone (its copy_tree: cp -a, or a btrfs
         subvolume snapshot), and per deletion (rm -r or a subvolume deletion), cold; not Ferry's."""
+        from ferry_sandbox.controllers import storage  # pylint: disable=import-outside-toplevel (the module process must not see the sandbox)
         copy = os.path.join(self.work, 'sandbox-copy')
         shutil.rmtree(copy, ignore_errors=True)
         drop_caches()
