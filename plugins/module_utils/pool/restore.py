@@ -26,7 +26,9 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import read_
 from ansible_collections.ferry.kube.plugins.module_utils.workers import usable_cpus
 
 HOLE_MIN = 64 * 1024
-SPAN_GAP = 64 * 1024  # chunks of a batch this close share a read (less than chunk_min: never a whole chunk of another file)
+# chunks of a batch this close share a read; what lies between is another file's: a small file's chunk or a
+# file's short last chunk, which its own batch may read again (less than chunk_min: never a big file's chunk)
+SPAN_GAP = 64 * 1024
 
 
 def selected(path, prefixes):
@@ -159,8 +161,8 @@ class Restore:
 
     def _spans(self, entries):
         """{pack number: sorted [(start, end)]}: the chunks of ``entries``, in reads of up to SPAN_BYTES over
-        gaps of up to SPAN_GAP (one read for many small files or many chunks of a big one, without reading
-        what other batches need)."""
+        gaps of up to SPAN_GAP (one read for many small files or many chunks of a big one; what other batches
+        need is read again only where it lies in such a gap)."""
         ranges = {}
         for entry in entries:
             for blob_id in entry.get('chunks') or ():
