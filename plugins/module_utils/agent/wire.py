@@ -20,6 +20,8 @@ try:
 except ImportError:  # pragma: no cover - reported by the callers
     HAS_WIRE_DEPS = False
 
+from ansible_collections.ferry.kube.plugins.module_utils.pool.compression import CompressionProbe
+
 _FRAME = struct.Struct('>BII')
 MAX_HEADER = 16 * 1024 * 1024
 MAX_PAYLOAD = 256 * 1024 * 1024
@@ -87,7 +89,7 @@ class Channel:
         self._decompressor = zstandard.ZstdDecompressor()
         self.bytes_sent = 0  # on the wire, after compression
         self.bytes_received = 0
-        self._skip_compression = 0  # payloads left to send raw after one that did not shrink
+        self._probe = CompressionProbe()  # payloads go raw for a while after one that did not shrink
         self._outgoing = bytearray() if batch else None
         self._incoming = bytearray(RECEIVE_BUFFER)  # bytes received ahead are [_incoming_at, _incoming_end)
         self._incoming_view = memoryview(self._incoming)
@@ -96,17 +98,11 @@ class Channel:
     def send(self, kind, header=None, payload=b'', compress=True):
         header = dict(header or {})
         body = payload
-        if payload and compress and self._skip_compression:
-            self._skip_compression -= 1
-        elif payload and compress:
+        if payload and compress and self._probe.worth_trying():
             packed = self._compressor.compress(payload)
-            if len(packed) < len(payload) * 0.97:
+            if self._probe.shrank(len(payload), len(packed)):
                 header['z'] = len(payload)
                 body = packed
-            else:
-                # Incompressible data (media, encrypted or compressed files) costs CPU for nothing:
-                # send the next payloads raw and try again after them.
-                self._skip_compression = 16
         head = msgpack.packb(header, use_bin_type=True)
         frame = _FRAME.pack(kind, len(head), len(body)) + head
         self.bytes_sent += len(frame) + len(body)

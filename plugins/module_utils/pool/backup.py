@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent import tree as walk
 from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io, format as fmt
+from ansible_collections.ferry.kube.plugins.module_utils.pool.compression import CompressionProbe
 from ansible_collections.ferry.kube.plugins.module_utils.pool.engine import release_freed_memory
 from ansible_collections.ferry.kube.plugins.module_utils.pool.progress import Progress, count_trees
 from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import PoolError
@@ -241,14 +242,15 @@ class Backup:
                     chunks.append(self._store(writer, keys, data))
                 self.progress.add(len(data), 1)
                 return chunks
+            probe = CompressionProbe()  # a file of media or compressed data is not compressed chunk after chunk
             if old:
-                chunks = self._rechunk(writer, path, old)
+                chunks = self._rechunk(writer, path, old, probe)
                 self.progress.add(0, 1)
                 return chunks
             cutter = self._cutter()
             with direct_io.DirectReader(path) as stream:
                 for chunk in cutter.cut_stream(stream):  # one reused buffer: no mmap, memory stays flat
-                    chunks.append(self._store(writer, keys, chunk.data))
+                    chunks.append(self._store(writer, keys, chunk.data, probe))
                     self.progress.add(chunk.length)
             self.progress.add(0, 1)
         except OSError as exc:
@@ -271,19 +273,19 @@ class Backup:
             old.append((blob_id, location[3]))
         return old
 
-    def _rechunk(self, writer, path, old):
+    def _rechunk(self, writer, path, old, probe):
         """The chunks of a changed file whose previous version was cut into ``old`` (walk.recut): an old chunk
         still at its old offset is taken by its keyed hash alone, the others are cut anew and stored."""
         keys, chunks = self.pool.keys, []
         for data, blob_id in walk.recut(path, old, keys.chunk_id, self._cutter):
-            chunks.append(blob_id if blob_id is not None else self._store(writer, keys, data))
+            chunks.append(blob_id if blob_id is not None else self._store(writer, keys, data, probe))
             self.progress.add(len(data))
         return chunks
 
     @staticmethod
-    def _store(writer, keys, data):
+    def _store(writer, keys, data, probe=None):
         blob_id = keys.chunk_id(data)
-        writer.add(fmt.DATA, blob_id, data)  # a chunk the pool holds already is skipped there
+        writer.add(fmt.DATA, blob_id, data, probe=probe)  # a chunk the pool holds already is skipped there
         return blob_id
 
     def _metadata(self, writer, blob):

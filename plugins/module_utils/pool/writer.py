@@ -18,9 +18,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io, format as fmt
+from ansible_collections.ferry.kube.plugins.module_utils.pool.compression import CompressionProbe
 
-STORE_RAW_RATIO = 0.97  # compressed data at least this large is stored as it is
 _local = threading.local()
+_EVERY_ONE = CompressionProbe(skip=0)  # for blobs that are not pieces of one stream: each is tried
 
 
 class BlobWriter:
@@ -51,16 +52,19 @@ class BlobWriter:
     def known(self, blob_id):
         return blob_id in self.pool.blobs or blob_id in self.pending
 
-    def add(self, blob_type, blob_id, plain, compress=True):
-        """Store ``plain`` under ``blob_id`` unless the pool already has it; True when stored."""
+    def add(self, blob_type, blob_id, plain, compress=True, probe=None):
+        """Store ``plain`` under ``blob_id`` unless the pool already has it; True when stored.
+
+        ``probe``: the CompressionProbe of the stream (a file) ``plain`` is a piece of, which knows
+        when compressing is not worth trying."""
         with self.lock:
             if blob_id in self.pool.blobs or blob_id in self.pending:
                 return False
             self.pending.add(blob_id)
-        flags, payload = 0, plain
-        if compress:
+        flags, payload, probe = 0, plain, probe or _EVERY_ONE
+        if compress and probe.worth_trying():
             packed = _compressor(self.level).compress(plain)
-            if len(packed) < STORE_RAW_RATIO * len(plain):
+            if probe.shrank(len(plain), len(packed)):
                 flags, payload = fmt.COMPRESSED, packed
         sealed = self.keys.seal_parts(payload, fmt.blob_aad(blob_type, flags, blob_id))
         length = sum(len(part) for part in sealed)

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent import wire
+from ansible_collections.ferry.kube.plugins.module_utils.pool import compression
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
 
 
@@ -225,3 +226,21 @@ def test_a_close_after_whole_frames_is_an_end_and_within_one_an_error():
         with pytest.raises(wire.ProtocolError if cut_short else EOFError):
             incoming.recv()
         right.close()
+
+
+def test_after_a_payload_that_does_not_shrink_the_next_ones_go_raw_for_a_while():
+    left, right = socket.socketpair()
+    left.settimeout(30)
+    outgoing, incoming = wire.Channel(left), wire.Channel(right)
+    skip = compression.SKIP_AFTER_INCOMPRESSIBLE
+    payloads = [os.urandom(60000)] + [b'ferry ' * 10000] * (skip + 3)
+
+    def send_all():
+        for number, payload in enumerate(payloads):
+            outgoing.send(6, {'n': number}, payload)
+    received = send_and_receive(send_all, incoming, len(payloads))
+    assert [body for _kind, _header, body in received] == payloads
+    # the random payload is tried and sent raw, the next ones are not tried, then compressing resumes
+    assert ['z' in header for _kind, header, _body in received] == [False] * (1 + skip) + [True] * 3
+    left.close()
+    right.close()

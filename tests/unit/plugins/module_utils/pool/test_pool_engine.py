@@ -329,3 +329,35 @@ def test_the_agent_runs_the_same_engine(tmp_path):
     for argv in (['init', location], ['backup', location, root, '--group', 'agent'], ['restore', location, 'latest', str(tmp_path / 'out')]):
         subprocess.run([sys.executable, agent, 'pool'] + argv + ['-q'], check=True, env=env, stdout=subprocess.DEVNULL)
     assert describe(str(tmp_path / 'out')) == describe(root)
+
+
+def test_a_file_that_does_not_compress_is_not_compressed_chunk_after_chunk(pool, tmp_path, monkeypatch):
+    from ansible_collections.ferry.kube.plugins.module_utils.pool import compression, writer as writer_mod
+    from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import read_tree
+    root = tmp_path / 'mixed'
+    root.mkdir()
+    (root / 'media.bin').write_bytes(os.urandom(24 * 1024 * 1024))
+    (root / 'access.log').write_bytes(b''.join(b'%09d GET /index.html 200 %d\n' % (line, line % 977) for line in range(700000)))
+    tried = {}  # chunk id: (plain length, compressed length), of every compression
+    original = writer_mod._compressor
+
+    class Counting:
+        def __init__(self, level):
+            self.compressor = original(level)
+
+        def compress(self, plain):
+            packed = self.compressor.compress(plain)
+            tried[pool.keys.chunk_id(plain)] = (len(plain), len(packed))
+            return packed
+
+    monkeypatch.setattr(writer_mod, '_compressor', Counting)
+    point = Backup(pool, {'data': str(root)}, workers=1).run()
+    chunks = {entry['path']: entry['chunks'] for entry in read_tree(pool, point['volumes']['data']['tree']) if entry['type'] == 'file'}
+    assert len(chunks['media.bin']) > 2 * compression.SKIP_AFTER_INCOMPRESSIBLE and len(chunks['access.log']) > 10
+    assert all(tried[chunk][1] < compression.SHRINK_RATIO * tried[chunk][0] for chunk in chunks['access.log']), 'every chunk of the log is compressed'
+    futile = [chunk for chunk in chunks['media.bin'] if chunk in tried]
+    # one try, then SKIP_AFTER_INCOMPRESSIBLE chunks stored as they are, then one more try...
+    assert 0 < len(futile) <= len(chunks['media.bin']) // (compression.SKIP_AFTER_INCOMPRESSIBLE + 1) + 1
+    target = str(tmp_path / 'out')
+    Restore(reopen(pool), point, {'data': target}).run()
+    assert describe(target) == describe(str(root))
