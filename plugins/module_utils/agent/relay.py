@@ -61,7 +61,7 @@ class SharedChannel:
 class RemoteBackend(Backend):
     """The pool's storage, reached through the control node. Thread-safe."""
 
-    accepts_buffers = False
+    accepts_buffers = True  # a write is sent whole before it returns: the caller's buffer is free again after it
 
     def __init__(self, shared, location):
         self.shared = shared
@@ -141,13 +141,13 @@ class RemoteBackend(Backend):
         return future
 
     def write(self, key, data):
-        self._call('write', bytes(data), key=key)
+        self._call('write', data, key=key)
 
     def replace(self, key, data):
-        self._call('replace', bytes(data), key=key)
+        self._call('replace', data, key=key)
 
     def write_deferred(self, key, data):
-        self._call('write_deferred', bytes(data), key=key)
+        self._call('write_deferred', data, key=key)
 
     def flush(self):
         self._call('flush')
