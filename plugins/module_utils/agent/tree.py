@@ -16,7 +16,6 @@ import shutil
 import stat
 
 try:
-    import blake3
     from pyfastcdc.cy import FastCDC
     HAS_CHUNKER = True
 except ImportError:  # pragma: no cover - the agent image and control node install them
@@ -31,14 +30,6 @@ FICLONE = 0x40049409  # linux/fs.h: share a file's extents with another (XFS, Bt
 
 def chunker():
     return FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
-
-
-def chunk_file(path, cutter=None):
-    """[(hash bytes, offset, length)] of a regular file; the file is read through mmap once."""
-    if os.path.getsize(path) == 0:
-        return []
-    cutter = cutter or chunker()
-    return [(blake3.blake3(chunk.data).digest(), chunk.offset, chunk.length) for chunk in cutter.cut_file(path)]
 
 
 def recut(path, old, hash_of, cutter):
