@@ -83,8 +83,10 @@ def is_subvolume(path):
         return False
 
 
-def _btrfs(*args):
-    subprocess.run(['btrfs', '-q', 'subvolume'] + list(args), check=True, stdout=subprocess.DEVNULL)
+def _btrfs(*args, check=True):
+    """``btrfs subvolume ARGS``; without ``check``, whether it succeeded."""
+    return subprocess.run(['btrfs', '-q', 'subvolume'] + list(args), check=check, stdout=subprocess.DEVNULL,
+                          stderr=None if check else subprocess.DEVNULL).returncode == 0
 
 
 def make_volume(path):
@@ -115,8 +117,7 @@ def copy_tree(source, target):
 
 
 def _reclaim(trash):
-    if is_subvolume(trash) and subprocess.run(['btrfs', '-q', 'subvolume', 'delete', trash], check=False,
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+    if is_subvolume(trash) and _btrfs('delete', trash, check=False):
         return
     subprocess.run(['rm', '-rf', trash], check=False)  # also a subvolume still mounted in a pod's namespace
 
