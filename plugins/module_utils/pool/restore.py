@@ -5,7 +5,8 @@
 Every chunk is authenticated, decompressed and checked against its keyed hash before it is
 written, and every file's size is checked after, so a restore either gives back the bytes that
 were backed up or names the file it could not. Chunks of zeros become holes (sparse files come
-back sparse) without being read. Directory times are set last, after their contents.
+back sparse): without being read when they were stored compressed, else as a big file's writer
+finds their zero blocks. Directory times are set last, after their contents.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import read_
 from ansible_collections.ferry.kube.plugins.module_utils.workers import usable_cpus
 
 HOLE_MIN = 64 * 1024
+# zeros compress to almost nothing: only a chunk stored this many times smaller than it is may be the zero
+# chunk of its length (hashing a zero chunk of every length met would hash nearly every chunk twice)
+ZEROS_SHRINK = 64
 # chunks of a batch this close share a read; what lies between is another file's: a small file's chunk or a
 # file's short last chunk, which its own batch may read again (less than chunk_min: never a big file's chunk)
 SPAN_GAP = 64 * 1024
@@ -156,7 +160,7 @@ class Restore:
         for (_full, entry), file_spans in zip(jobs, spans):
             for blob_id in entry.get('chunks') or ():
                 location = self.pool.blobs.get(blob_id)
-                if location is not None and not self._is_hole(blob_id, location[3]):
+                if location is not None and not self._is_hole(blob_id, location):
                     yield self._pack_key(location[0]), location[1], location[2], self._span_around(file_spans, location)
 
     def _spans(self, entries):
@@ -189,13 +193,14 @@ class Restore:
                 return found[index]
         return None
 
-    def _is_hole(self, blob_id, length):
-        """A chunk of zeros (only large ones matter for sparseness; small ones are written)."""
-        if length < HOLE_MIN:
+    def _is_hole(self, blob_id, location):
+        """A chunk of zeros, known without reading it (only large ones matter for sparseness; small ones are written)."""
+        raw_length = location[3]
+        if raw_length < HOLE_MIN or location[2] * ZEROS_SHRINK > raw_length:
             return False
-        zero_id = self._zero_ids.get(length)
+        zero_id = self._zero_ids.get(raw_length)
         if zero_id is None:
-            zero_id = self._zero_ids[length] = self.pool.keys.chunk_id(bytes(length))
+            zero_id = self._zero_ids[raw_length] = self.pool.keys.chunk_id(bytes(raw_length))
         return blob_id == zero_id
 
     def _file(self, full, entry, spans):
@@ -210,7 +215,7 @@ class Restore:
                     if location is None:
                         raise PoolError('%s: chunk %s is missing from the pool (run ferry pool check)' % (entry['path'], blob_id.hex()))
                     raw_length = location[3]
-                    hole = self._is_hole(blob_id, raw_length)
+                    hole = self._is_hole(blob_id, location)
                     data = None if hole else self._read(blob_id, entry, location, spans)
                     if sequential is not None:
                         sequential.write(raw_length if hole else data, zeros=hole)

@@ -361,3 +361,35 @@ def test_a_file_that_does_not_compress_is_not_compressed_chunk_after_chunk(pool,
     target = str(tmp_path / 'out')
     Restore(reopen(pool), point, {'data': target}).run()
     assert describe(target) == describe(str(root))
+
+
+def test_zeros_come_back_as_holes_without_hashing_every_chunk_twice(pool, tmp_path):
+    from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import read_tree
+    root = tmp_path / 'disk'
+    root.mkdir()
+    # zeros written out (not a sparse file) right after incompressible data: the backup stores those zero
+    # chunks as they are, without trying compression; a file of zeros alone is stored compressed
+    (root / 'image.raw').write_bytes(os.urandom(4 * 1024 * 1024) + bytes(40 * 1024 * 1024))
+    (root / 'zeros.raw').write_bytes(bytes(1536 * 1024))
+    (root / 'media.bin').write_bytes(os.urandom(8 * 1024 * 1024))
+    point = Backup(pool, {'data': str(root)}, workers=1).run()
+    opened = reopen(pool)
+    opened.load_index()
+    files = {entry['path']: entry['chunks'] for entry in read_tree(opened, point['volumes']['data']['tree']) if entry['type'] == 'file'}
+    zero_chunks = [c for c in files['image.raw'] + files['zeros.raw'] if opened.blobs[c][3] >= 64 * 1024 and opened.keys.chunk_id(bytes(opened.blobs[c][3])) == c]
+    flags = {opened.blobs[c][4] & fmt.COMPRESSED for c in zero_chunks}
+    assert flags == {0, fmt.COMPRESSED}, 'some zero chunks stored as they are, some compressed'
+
+    restore = Restore(opened, point, {'data': str(tmp_path / 'out')})
+    hashed = []
+    real_chunk_id = opened.keys.chunk_id
+    opened.keys.chunk_id = lambda data: hashed.append(len(data)) or real_chunk_id(data)
+    holes = [c for c in files['image.raw'] + files['zeros.raw'] + files['media.bin'] if restore._is_hole(c, opened.blobs[c])]
+    assert set(holes) < set(zero_chunks) and holes, 'compressed zero chunks are known without reading them'
+    assert len(hashed) <= len({opened.blobs[c][3] for c in holes}), 'a zero chunk hashed once per length, and no other chunk'
+    opened.keys.chunk_id = real_chunk_id
+
+    restore.run()
+    assert describe(str(tmp_path / 'out')) == describe(str(root))
+    assert os.stat(tmp_path / 'out' / 'image.raw').st_blocks * 512 < 8 * 1024 * 1024, 'the 40 MiB of zeros stored as they are come back as holes (the writer finds them)'
+    assert os.stat(tmp_path / 'out' / 'zeros.raw').st_blocks * 512 < 64 * 1024, 'and the compressed ones'
