@@ -240,7 +240,8 @@ def _answer(shared, backend, header, payload):
         if operation not in OPERATIONS:
             raise BackendError('unknown storage operation %r' % operation)
         if operation in ('write', 'replace', 'write_deferred'):
-            getattr(backend, operation)(header['key'], payload)
+            # a big payload arrives as a bytearray, which the cloud clients would take for a stream
+            getattr(backend, operation)(header['key'], payload if backend.accepts_buffers else bytes(payload))
         elif operation == 'flush':
             backend.flush()
         elif operation == 'read':

@@ -127,7 +127,9 @@ class Channel:
             del self._outgoing[:]
 
     def recv(self):
-        """(kind, header, payload); raises EOFError when the peer closed cleanly between frames."""
+        """(kind, header, payload); raises EOFError when the peer closed cleanly between frames.
+
+        A payload is bytes, or a bytearray when it is larger than RECEIVE_BUFFER (packs, big chunks)."""
         if self._outgoing is not None:
             self.flush()  # the peer may be waiting for them before it answers
         prefix = self._read(_FRAME.size, allow_eof=True)
@@ -153,7 +155,8 @@ class Channel:
             self._incoming_at = self._incoming_end = 0
             with memoryview(payload) as target:
                 self._fill(target, have, count, count, allow_eof and have == 0)
-            return bytes(payload)
+            # as it is: a copy costs more than the receive (a second big allocation faults in its pages)
+            return payload
         if have == 0:
             self._incoming_at = self._incoming_end = 0  # (the whole buffer for the next reads)
         if have < count:
