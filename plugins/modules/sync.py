@@ -225,7 +225,7 @@ class SyncRun:
         self.stages = {}
         self.result = {'changed': False, 'sync_id': self.sync_id, 'volumes': [], 'stages': self.stages, 'swept': []}
         self.source = self.target = None
-        self.backend = self.passphrase = None
+        self.pool = None
         self.capture_doc = None
         self.claims = {}          # source claim -> target claim, once created on the target
         self.point_volumes = None  # volume names of the restore point read (None: a point this run wrote)
@@ -271,8 +271,10 @@ class SyncRun:
                     raise FerryError('%s has unknown keys %s; a cluster connection takes: %s' % (option, ', '.join(unknown), ', '.join(sorted(known))))
                 setattr(self, option, connection.connect(self.params[option]))
         if 'pool' in NEEDS[mode]:
-            self.passphrase = pool_options.passphrase_of(self.module, self.params['pool'], cluster=self.target or self.source)
-            self.backend = pool_options.backend_of(self.params['pool'])
+            # opened before anything is snapshotted or started, so a wrong passphrase fails the run at once;
+            # agents get the pool's keys, never the passphrase (which may open other pools too)
+            passphrase = pool_options.passphrase_of(self.module, self.params['pool'], cluster=self.target or self.source)
+            self.pool = self.timed('open pool', pool_options.open_pool, self.module, self.params['pool'], passphrase)
 
     def sweep(self):
         if not self.params['sweep'] or self.module.check_mode:
@@ -285,6 +287,13 @@ class SyncRun:
 
     # -- the modes -------------------------------------------------------------------------------
     def run(self):
+        try:
+            return self._run()
+        finally:
+            if self.pool is not None:
+                self.pool.close()
+
+    def _run(self):
         self.connect()
         self.sweep()
         mode = self.params['mode']
@@ -315,8 +324,8 @@ class SyncRun:
     def backup(self, capture):
         providers_found = providers(self.source, self.sync_id, self.params.get('aws'))
         group_name = self.params['group'] or '%s/%s' % (self.source.name, self.params['namespace'])
-        outcome = StageOne(self.source, self.params['namespace'], self.sync_id, self.params['agent_image'], self.backend, self.passphrase,
-                           providers_found, pvcs=self.params['pvcs'], group_name=group_name, tags=self.params['tags'],
+        outcome = StageOne(self.source, self.params['namespace'], self.sync_id, self.params['agent_image'], self.pool, providers_found,
+                           pvcs=self.params['pvcs'], group_name=group_name, tags=self.params['tags'],
                            capture_bytes=document_bytes(capture), exposure=self.params['exposure'], mechanism=self._mechanism(),
                            hooks=self.params['hooks'], on_progress=self.report_progress).run()
         self.result.update(point=outcome['point'], group=outcome['group'], volumes=outcome['volumes'], hooks=outcome['hooks'],
@@ -325,19 +334,16 @@ class SyncRun:
 
     def read_point(self):
         from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import read_metadata  # pylint: disable=import-outside-toplevel
-        from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool, PoolError  # pylint: disable=import-outside-toplevel
+        from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import PoolError  # pylint: disable=import-outside-toplevel
+        pool = self.pool
         try:
-            pool = Pool.open(self.backend, self.passphrase)
-            try:
-                if self.params['group'] is None:
-                    groups = sorted({p.get('group') for p in pool.points()})
-                    if len(groups) > 1:
-                        raise FerryError('the pool holds restore points of several groups (%s): give group, e.g. the "group" a backup returned'
-                                         % ', '.join(str(g) for g in groups))
-                record = pool.resolve_point(self.params['point'], self.params['group'])
-                capture = load_document(read_metadata(pool, record, METADATA_NAME))
-            finally:
-                pool.close()
+            if self.params['group'] is None:
+                groups = sorted({p.get('group') for p in pool.points()})
+                if len(groups) > 1:
+                    raise FerryError('the pool holds restore points of several groups (%s): give group, e.g. the "group" a backup returned'
+                                     % ', '.join(str(g) for g in groups))
+            record = pool.resolve_point(self.params['point'], self.params['group'])
+            capture = load_document(read_metadata(pool, record, METADATA_NAME))
         except (PoolError, ValueError) as exc:
             raise FerryError('cannot read the restore point: %s' % exc) from None
         self.params['point'] = record['id']
@@ -362,8 +368,8 @@ class SyncRun:
 
     def restore_volumes(self):
         claims = {name: target for name, target in self.claims.items() if self.point_volumes is None or name in self.point_volumes}
-        outcome = StageTwo(self.target, self.target_namespace, self.sync_id, self.params['agent_image'], self.backend, self.passphrase,
-                           self.params['point'], claims, run_as=app_user(_pod_specs(self.capture_doc)), exposure=self.params['exposure'],
+        outcome = StageTwo(self.target, self.target_namespace, self.sync_id, self.params['agent_image'], self.pool, self.params['point'], claims,
+                           run_as=app_user(_pod_specs(self.capture_doc)), exposure=self.params['exposure'],
                            on_progress=self.report_progress).run()
         self.result['restored_volumes'] = outcome['volumes']
         self.result['bytes_on_wire'] = self.result.get('bytes_on_wire', 0) + outcome['bytes_on_wire']

@@ -336,7 +336,8 @@ def _run(job, backend, metadata, progress, lanes=None):
     from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup  # pylint: disable=import-outside-toplevel
     from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool  # pylint: disable=import-outside-toplevel
     from ansible_collections.ferry.kube.plugins.module_utils.pool.restore import Restore  # pylint: disable=import-outside-toplevel
-    pool = Pool.open(backend, job['passphrase'])
+    # a control node hands over the pool's keys; one of an earlier release sent the passphrase
+    pool = Pool.open_with_keys(backend, job['keys']) if 'keys' in job else Pool.open(backend, job['passphrase'])
     try:
         if job['op'] == 'backup':
             point = Backup(pool, job['volumes'], group=job.get('group') or 'default', tags=job.get('tags'), parent=job.get('parent') or 'latest',

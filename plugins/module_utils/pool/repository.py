@@ -122,14 +122,7 @@ class Pool:
 
     @classmethod
     def open(cls, backend, passphrase):
-        try:
-            config = json.loads(backend.read('config'))
-        except NotFound:
-            raise PoolError('no pool at %s: create it first (ferry pool init, or ferry.kube.pool with state=present)' % backend.location) from None
-        except ValueError:
-            raise PoolError('the config of the pool at %s is damaged (not JSON)' % backend.location) from None
-        if config.get('format') != FORMAT_VERSION:
-            raise PoolError('the pool at %s has format %r; this Ferry reads format %d' % (backend.location, config.get('format'), FORMAT_VERSION))
+        config = cls._read_config(backend)
         slots = [key for key, _size in backend.list('keys/')]
         if not slots:
             raise PoolError('the pool at %s has no key slots left; it cannot be opened' % backend.location)
@@ -142,6 +135,30 @@ class Pool:
         raise PoolError('wrong passphrase for the pool at %s: none of its %d key slot(s) opens with it; check the passphrase or the secret it comes from'
                         % (backend.location, len(slots)))
 
+    @classmethod
+    def open_with_keys(cls, backend, keys):
+        """The pool opened with the secret keys of an opened one (``master_keys``): no passphrase, no key derivation."""
+        if not isinstance(keys, dict) or set(keys) != {'master', 'id'}:
+            raise PoolError('the keys given for the pool at %s are not a pool\'s master and id keys' % backend.location)
+        return cls(backend, cls._read_config(backend), {'master': bytes(keys['master']), 'id': bytes(keys['id'])})
+
+    @staticmethod
+    def _read_config(backend):
+        try:
+            config = json.loads(backend.read('config'))
+        except NotFound:
+            raise PoolError('no pool at %s: create it first (ferry pool init, or ferry.kube.pool with state=present)' % backend.location) from None
+        except ValueError:
+            raise PoolError('the config of the pool at %s is damaged (not JSON)' % backend.location) from None
+        if config.get('format') != FORMAT_VERSION:
+            raise PoolError('the pool at %s has format %r; this Ferry reads format %d' % (backend.location, config.get('format'), FORMAT_VERSION))
+        return config
+
+    def master_keys(self):
+        """The pool's secret keys: what a process the control node trusts with this pool (an agent, over TLS)
+        needs to open it, instead of the passphrase, which may open other pools too."""
+        return {'master': self._master_secret(), 'id': self.keys.id_key}
+
     # -- key slots ---------------------------------------------------------------------------------
 
     def key_slots(self):
@@ -150,8 +167,7 @@ class Pool:
     def add_key(self, passphrase, label=''):
         """A new slot for another passphrase; the data is not re-encrypted."""
         slot = uuid.uuid4().hex[:16]
-        master = {'master': self._master_secret(), 'id': self.keys.id_key}
-        self.backend.write('keys/%s' % slot, crypto.make_slot(master, passphrase, label))
+        self.backend.write('keys/%s' % slot, crypto.make_slot(self.master_keys(), passphrase, label))
         return slot
 
     def remove_key(self, slot):

@@ -101,14 +101,14 @@ def _log_tail(agent):
 class StageOne:
     """Source volumes (snapshotted) and captured objects -> a new restore point."""
 
-    def __init__(self, cluster, namespace, sync_id, image, backend, passphrase, providers, pvcs=None, group_name=None, tags=None,
+    def __init__(self, cluster, namespace, sync_id, image, pool, providers, pvcs=None, group_name=None, tags=None,
                  capture_bytes=None, exposure='NodePort', mechanism=None, hooks=True, on_progress=None):
+        """``pool``: the opened pool (Pool.open): the agent gets its keys, not the passphrase."""
         self.cluster = cluster
         self.namespace = namespace
         self.sync_id = sync_id
         self.image = image
-        self.backend = backend
-        self.passphrase = passphrase
+        self.pool = pool
         self.providers = providers
         self.pvcs = pvcs
         self.group_name = group_name or '%s/%s' % (cluster.name, namespace)
@@ -129,14 +129,14 @@ class StageOne:
         taken = snapper.take(plans, pods, expose=True, run_hooks=self.hooks) if plans else {'volumes': [], 'hooks': []}
         try:
             claims = {v['pvc']: v['exposed_pvc'] or v['pvc'] for v in taken['volumes']}
-            job = {'op': 'backup', 'passphrase': self.passphrase, 'location': self.backend.location, 'group': self.group_name, 'tags': self.tags,
+            job = {'op': 'backup', 'keys': self.pool.master_keys(), 'location': self.pool.backend.location, 'group': self.group_name, 'tags': self.tags,
                    'volumes': {name: volume_root(name) for name in claims}, 'metadata_name': 'objects' if self.capture_bytes else None,
                    # a claim restored from a snapshot is a new filesystem: inode numbers and ctimes differ every time
                    'compare_identity': all(v['mechanism'] == 'live-read' for v in taken['volumes'])}
             spec = AgentSpec(self.namespace, self.image, 'source', ['stage', '--once'], claims, read_only=True, exposure=self.exposure,
                              run_as=app_user(pods))
             transfer_started = time.monotonic()
-            result, wire_bytes = run_agent_job(self.cluster, self.sync_id, spec, job, self.backend, self.capture_bytes or b'', self.on_progress)
+            result, wire_bytes = run_agent_job(self.cluster, self.sync_id, spec, job, self.pool.backend, self.capture_bytes or b'', self.on_progress)
             transfer_seconds = time.monotonic() - transfer_started
         finally:
             snapper.release([self.namespace])
@@ -159,14 +159,14 @@ def _volume_results(snapshots, result, seconds):
 class StageTwo:
     """A restore point's volumes -> claims on the target (which must exist), through a sink agent."""
 
-    def __init__(self, cluster, namespace, sync_id, image, backend, passphrase, point, claims, run_as=None, exposure='NodePort',
+    def __init__(self, cluster, namespace, sync_id, image, pool, point, claims, run_as=None, exposure='NodePort',
                  on_progress=None):
+        """``pool``: the opened pool (Pool.open): the agent gets its keys, not the passphrase."""
         self.cluster = cluster
         self.namespace = namespace
         self.sync_id = sync_id
         self.image = image
-        self.backend = backend
-        self.passphrase = passphrase
+        self.pool = pool
         self.point = point
         self.claims = claims  # point volume name -> target PVC name
         self.run_as = run_as
@@ -177,11 +177,11 @@ class StageTwo:
         started = time.monotonic()
         if not self.claims:
             return {'volumes': [], 'bytes_on_wire': 0, 'seconds': 0.0}
-        job = {'op': 'restore', 'passphrase': self.passphrase, 'location': self.backend.location, 'point': self.point,
+        job = {'op': 'restore', 'keys': self.pool.master_keys(), 'location': self.pool.backend.location, 'point': self.point,
                'volumes': {name: volume_root(name) for name in self.claims}}
         spec = AgentSpec(self.namespace, self.image, 'sink', ['stage', '--once'], self.claims, read_only=False, exposure=self.exposure,
                          run_as=self.run_as)
-        result, wire_bytes = run_agent_job(self.cluster, self.sync_id, spec, job, self.backend, b'', self.on_progress)
+        result, wire_bytes = run_agent_job(self.cluster, self.sync_id, spec, job, self.pool.backend, b'', self.on_progress)
         seconds = time.monotonic() - started
         volumes = [dict({'pvc': self.claims[name]}, **(stats if isinstance(stats, dict) else {})) for name, stats in sorted(result['stats'].items())]
         return {'volumes': volumes, 'bytes_on_wire': wire_bytes, 'seconds': round(seconds, 3)}

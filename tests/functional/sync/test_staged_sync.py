@@ -55,10 +55,10 @@ def clusters(sandbox_pair):
 def test_stage_one_then_two_moves_the_volume_and_a_second_sync_sends_only_changes(clusters, tmp_path):
     source_box, source, dr_box, dr, root = clusters
     backend = LocalBackend(str(tmp_path / 'pool'))
-    Pool.create(backend, 'pass-phrase-1')
+    pool = Pool.create(backend, 'pass-phrase-1')
     providers = {'csi-snapshot': CsiSnapshots(source, 'sync-1'), 'live-read': LiveRead(source, 'sync-1')}
     progress = []
-    first = StageOne(source, 'shop', 'sync-1', IMAGE, backend, 'pass-phrase-1', providers, on_progress=progress.append).run()
+    first = StageOne(source, 'shop', 'sync-1', IMAGE, pool, providers, on_progress=progress.append).run()
     assert first['volumes'][0]['mechanism'] == 'csi-snapshot'
     assert first['volumes'][0]['bytes'] == 20 * 200 * 1024
     assert not source.get('/api/v1/namespaces/shop/pods')['items'], 'the agent pod is gone'
@@ -68,7 +68,7 @@ def test_stage_one_then_two_moves_the_volume_and_a_second_sync_sends_only_change
     with open(os.path.join(root, 'db', 'part03'), 'r+b') as handle:
         handle.write(os.urandom(4096))
     providers = {'csi-snapshot': CsiSnapshots(source, 'sync-2'), 'live-read': LiveRead(source, 'sync-2')}
-    second = StageOne(source, 'shop', 'sync-2', IMAGE, backend, 'pass-phrase-1', providers).run()
+    second = StageOne(source, 'shop', 'sync-2', IMAGE, pool, providers).run()
     assert second['volumes'][0]['files_changed'] == 1
     assert second['stats']['bytes_new'] < 400 * 1024, 'only the changed file was read and only its new chunk stored'
 
@@ -76,7 +76,7 @@ def test_stage_one_then_two_moves_the_volume_and_a_second_sync_sends_only_change
     create_object(dr, {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'name': 'data', 'namespace': 'shop'},
                        'spec': {'accessModes': ['ReadWriteOnce'], 'storageClassName': 'standard', 'resources': {'requests': {'storage': '1Gi'}}}})
     wait_for(lambda: get_object(dr, 'v1', 'PersistentVolumeClaim', 'data', 'shop')['status'].get('phase') == 'Bound')
-    restored = StageTwo(dr, 'shop', 'sync-3', IMAGE, backend, 'pass-phrase-1', second['point'], {'data': 'data'}).run()
+    restored = StageTwo(dr, 'shop', 'sync-3', IMAGE, Pool.open(backend, 'pass-phrase-1'), second['point'], {'data': 'data'}).run()
     assert restored['volumes'][0]['pvc'] == 'data'
     assert digest_tree(volume_dir(dr_box, dr, 'shop', 'data')) == digest_tree(root)
     assert not dr.get('/api/v1/namespaces/shop/pods')['items']

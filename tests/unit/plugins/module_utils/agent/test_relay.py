@@ -185,7 +185,9 @@ def test_backup_then_restore_through_the_relay_gives_back_the_tree(tmp_path, lin
     source = str(tmp_path / 'source')
     make_tree(source)
     capture = b'{"objects": [{"kind": "ConfigMap"}]}' * 100
-    job = {'op': 'backup', 'passphrase': PASSPHRASE, 'location': pool.location, 'group': 'sandbox/shop',
+    # the control node opened the pool and hands over its keys, not the passphrase
+    keys = Pool.open(LocalBackend(pool.location), PASSPHRASE).master_keys()
+    job = {'op': 'backup', 'keys': keys, 'location': pool.location, 'group': 'sandbox/shop',
            'tags': {'app': 'shop'}, 'volumes': {'data': source}, 'metadata_name': 'objects', 'compare_identity': False}
     progress = []
     agent, tls = link(run_job)
@@ -222,6 +224,7 @@ def test_backup_then_restore_through_the_relay_gives_back_the_tree(tmp_path, lin
 
     target = str(tmp_path / 'restored')
     agent, tls = link(run_job)
+    # a control node of an earlier release sent the passphrase: still understood
     restored = control(tls, {'op': 'restore', 'passphrase': PASSPHRASE, 'location': pool.location, 'point': second['point'][:21],
                              'group': 'sandbox/shop', 'volumes': {'data': target}}, pool)
     agent.join()
@@ -279,6 +282,13 @@ def test_a_wrong_passphrase_comes_back_as_a_relay_error_naming_it(link, pool):
     # the agent learns that the control node left after its failure, and says so with the reason
     assert isinstance(agent.error, EOFError) and 'wrong passphrase' in str(agent.error)
     assert PASSPHRASE not in str(agent.error)
+
+
+def test_keys_that_are_not_a_pools_are_refused_by_name(link, pool):
+    agent, tls = link(run_job)
+    with pytest.raises(relay.RelayError, match="the keys given for the pool at %s are not a pool's master and id keys" % re.escape(pool.location)):
+        control(tls, {'op': 'backup', 'keys': {'master': b'0' * 32}, 'location': pool.location, 'volumes': {}}, pool)
+    agent.join()
 
 
 def test_an_unknown_job_comes_back_as_a_relay_error(link, pool):
