@@ -3,16 +3,17 @@
 """EBS snapshots through the EC2 API, for EBS volumes without a CSI snapshot class.
 
 The snapshot is exposed to agent pods as a new EBS volume in the source volume's zone, with a
-static PV (EBS CSI driver) and a PVC bound to it; clean-up deletes all three and the snapshot.
+static PV (EBS CSI driver) and a PVC bound to it (static_claim.py); clean-up deletes all three and
+the snapshot.
 """
 
 from __future__ import annotations
 
 import time
 
-from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ApiError, FerryError
-from ansible_collections.ferry.kube.plugins.module_utils.snapshots.csi import delete_path, temp_labels
-from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import SYNC_LABEL, temp_name
+from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError
+from ansible_collections.ferry.kube.plugins.module_utils.snapshots.static_claim import expose_disk, remove_claim
+from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import SYNC_LABEL
 
 try:
     import botocore.exceptions
@@ -74,33 +75,10 @@ class EbsSnapshots:
                                             TagSpecifications=[{'ResourceType': 'volume', 'Tags': self._tags(volume)}])['VolumeId']
         ref['volume'] = new_volume
         self.ec2.get_waiter('volume_available').wait(VolumeIds=[new_volume], WaiterConfig={'Delay': 2, 'MaxAttempts': 150})
-        name = temp_name(self.sync_id, volume.name, 'ro')
-        labels = temp_labels(self.sync_id, volume)
-        pv = {'apiVersion': 'v1', 'kind': 'PersistentVolume', 'metadata': {'name': name, 'labels': labels},
-              'spec': {'capacity': {'storage': '%dGi' % max(1, -(-volume.size // 2 ** 30))}, 'accessModes': ['ReadWriteOnce'],
-                       'persistentVolumeReclaimPolicy': 'Retain', 'storageClassName': '', 'volumeMode': volume.volume_mode,
-                       'csi': {'driver': 'ebs.csi.aws.com', 'volumeHandle': new_volume, 'fsType': 'ext4'},
-                       'claimRef': {'namespace': volume.namespace, 'name': name},
-                       'nodeAffinity': {'required': {'nodeSelectorTerms': [{'matchExpressions': [
-                           {'key': 'topology.kubernetes.io/zone', 'operator': 'In', 'values': [zone]}]}]}}}}
-        pvc = {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'name': name, 'namespace': volume.namespace, 'labels': labels},
-               'spec': {'accessModes': ['ReadWriteOnce'], 'storageClassName': '', 'volumeName': name, 'volumeMode': volume.volume_mode,
-                        'resources': {'requests': {'storage': pv['spec']['capacity']['storage']}}}}
-        for path, body in (('/api/v1/persistentvolumes', pv), ('/api/v1/namespaces/%s/persistentvolumeclaims' % volume.namespace, pvc)):
-            try:
-                self.cluster.request('POST', path, body=body)
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
-        ref['pvc'], ref['pv'] = name, name
-        return name
+        return expose_disk(self.cluster, self.sync_id, volume, ref, 'ebs.csi.aws.com', new_volume, zone)
 
     def cleanup(self, ref):
-        removed = []
-        if ref.get('pvc'):
-            removed += delete_path(self.cluster, '/api/v1/namespaces/%s/persistentvolumeclaims/%s' % (ref['namespace'], ref['pvc']))
-        if ref.get('pv'):
-            removed += delete_path(self.cluster, '/api/v1/persistentvolumes/%s' % ref['pv'])
+        removed = remove_claim(self.cluster, ref)
         for call, key, kwargs in ((self.ec2.delete_volume, 'volume', 'VolumeId'), (self.ec2.delete_snapshot, 'snapshot', 'SnapshotId')):
             if ref.get(key):
                 try:
