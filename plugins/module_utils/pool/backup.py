@@ -171,6 +171,9 @@ class Backup:
                             # files of one chunk go to the workers in batches: one task per file
                             # would make the walk, not the workers, the bottleneck
                             slot = batch.add(path, entry['size'])
+                            # and the disk reads them while the batches ahead are worked on: a worker
+                            # that reads a small file itself waits for the disk, with its core idle
+                            walk.read_ahead(path)
                             if batch.full():
                                 batch.submit(submit(self._chunk_small_files, writer, batch.paths))
                                 batch = _Batch()
