@@ -42,7 +42,7 @@ options:
   mechanism:
     description: Force a mechanism for all volumes instead of choosing per volume.
     type: str
-    choices: [auto, csi-snapshot, aws-ebs, live-read]
+    choices: [auto, csi-snapshot, aws-ebs, gce-pd, azure-disk, live-read]
     default: auto
   expose:
     description: Make a temporary PVC from each snapshot for agent pods.
@@ -66,7 +66,7 @@ options:
     type: int
     default: 600
 extends_documentation_fragment:
-  - ferry.kube.aws_snapshots
+  - ferry.kube.cloud_snapshots
   - ferry.kube.cluster
   - ferry.kube.attributes
 attributes:
@@ -108,7 +108,7 @@ volumes:
       description: Source PVC.
       type: str
     mechanism:
-      description: C(csi-snapshot), C(aws-ebs) or C(live-read).
+      description: C(csi-snapshot), C(aws-ebs), C(gce-pd), C(azure-disk) or C(live-read).
       type: str
     reason:
       description: Why that mechanism.
@@ -151,13 +151,13 @@ import time
 from ansible_collections.ferry.kube.plugins.module_utils.kube.connection import cluster_option
 from ansible_collections.ferry.kube.plugins.module_utils.module import FerryModule
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import group
-from ansible_collections.ferry.kube.plugins.module_utils.snapshots.providers import MECHANISMS, aws_option, providers
+from ansible_collections.ferry.kube.plugins.module_utils.snapshots.providers import MECHANISMS, cloud_options, providers_of
 
 
 def run(module):
     params = module.params
     cluster = module.connect()
-    snapper = group.AppSnapshot(cluster, params['sync_id'], providers(cluster, params['sync_id'], params.get('aws')))
+    snapper = group.AppSnapshot(cluster, params['sync_id'], providers_of(cluster, params['sync_id'], params))
     started = time.monotonic()
     if params['state'] == 'absent':
         record = group.load_record(cluster, params['namespace'], params['sync_id'])
@@ -166,7 +166,7 @@ def run(module):
             removed, hook_results = snapper.release([params['namespace']])
             if params['sweep']:
                 removed += group.sweep(cluster, [params['namespace']], keep_sync_ids=set(params['keep_sync_ids']) - {params['sync_id']},
-                                       providers_for=lambda sync_id: providers(cluster, sync_id, params.get('aws')))
+                                       providers_for=lambda sync_id: providers_of(cluster, sync_id, params))
         changed = bool(removed) or (module.check_mode and record is not None)
         return {'changed': changed, 'volumes': [], 'hooks': hook_results, 'removed': removed, 'duration': round(time.monotonic() - started, 3)}
 
@@ -203,7 +203,7 @@ def main():
         sweep=dict(type='bool', default=False),
         keep_sync_ids=dict(type='list', elements='str', default=[], no_log=False),
         wait_timeout=dict(type='int', default=600),
-        aws=aws_option(),
+        **cloud_options()
     ))
     module.run(run)
 

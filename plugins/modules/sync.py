@@ -84,7 +84,7 @@ options:
   mechanism:
     description: Force a snapshot mechanism for all volumes instead of choosing per volume.
     type: str
-    choices: [auto, csi-snapshot, aws-ebs, live-read]
+    choices: [auto, csi-snapshot, aws-ebs, gce-pd, azure-disk, live-read]
     default: auto
   hooks:
     description: Run the pre- and post-hooks the app's pods declare around the snapshots.
@@ -108,7 +108,7 @@ options:
     default: 21600
 extends_documentation_fragment:
   - ferry.kube.restore
-  - ferry.kube.aws_snapshots
+  - ferry.kube.cloud_snapshots
   - ferry.kube.pool
   - ferry.kube.attributes
 attributes:
@@ -206,7 +206,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool import options as 
 from ansible_collections.ferry.kube.plugins.module_utils.restore import options as restore_options
 from ansible_collections.ferry.kube.plugins.module_utils.restore.engine import Restore, Selection
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import group
-from ansible_collections.ferry.kube.plugins.module_utils.snapshots.providers import MECHANISMS, aws_option, providers
+from ansible_collections.ferry.kube.plugins.module_utils.snapshots.providers import MECHANISMS, cloud_options, providers_of
 from ansible_collections.ferry.kube.plugins.module_utils.sync import agents
 from ansible_collections.ferry.kube.plugins.module_utils.sync.agents import app_user
 from ansible_collections.ferry.kube.plugins.module_utils.sync.passthrough import Passthrough
@@ -322,7 +322,7 @@ class SyncRun:
         return Capture(self.source, selection).run()
 
     def backup(self, capture):
-        providers_found = providers(self.source, self.sync_id, self.params.get('aws'))
+        providers_found = providers_of(self.source, self.sync_id, self.params)
         group_name = self.params['group'] or '%s/%s' % (self.source.name, self.params['namespace'])
         outcome = StageOne(self.source, self.params['namespace'], self.sync_id, self.params['agent_image'], self.pool, providers_found,
                            pvcs=self.params['pvcs'], group_name=group_name, tags=self.params['tags'],
@@ -375,7 +375,7 @@ class SyncRun:
         self.result['bytes_on_wire'] = self.result.get('bytes_on_wire', 0) + outcome['bytes_on_wire']
 
     def passthrough(self):
-        providers_found = providers(self.source, self.sync_id, self.params.get('aws'))
+        providers_found = providers_of(self.source, self.sync_id, self.params)
         outcome = Passthrough(self.source, self.target, self.params['namespace'], self.target_namespace, self.sync_id, self.params['agent_image'],
                               providers_found, self.claims, pvcs=self.params['pvcs'], exposure=self.params['exposure'], mechanism=self._mechanism(),
                               hooks=self.params['hooks'], timeout=self.params['timeout']).run()
@@ -390,7 +390,7 @@ class SyncRun:
     def plan(self, capture):
         """Check mode: the snapshot mechanism per volume and a server-validated dry run of the object restore."""
         if self.source is not None:
-            snapper = group.AppSnapshot(self.source, self.sync_id, providers(self.source, self.sync_id, self.params.get('aws')))
+            snapper = group.AppSnapshot(self.source, self.sync_id, providers_of(self.source, self.sync_id, self.params))
             volumes = group.load_volumes(self.source, self.params['namespace'], self.params['pvcs'])
             self.result['volumes'] = [dict(p['volume'].summary(), mechanism=p['mechanism'], reason=p['reason'])
                                       for p in snapper.plan(volumes, self._mechanism())]
@@ -404,7 +404,7 @@ class SyncRun:
 
     def _providers_for(self, cluster):
         """The snapshot providers of another sync, to release what it left (its cloud snapshots too)."""
-        return lambda sync_id: providers(cluster, sync_id, self.params.get('aws'))
+        return lambda sync_id: providers_of(cluster, sync_id, self.params)
 
     def _mechanism(self):
         return None if self.params['mechanism'] == 'auto' else self.params['mechanism']
@@ -448,7 +448,7 @@ def main():
         keep_sync_ids=dict(type='list', elements='str', default=[], no_log=False),
         progress_file=dict(type='path'),
         timeout=dict(type='int', default=21600),
-        aws=aws_option(),
+        **cloud_options()
     )
     spec.update(restore_options.argument_spec())
     module = FerryModule(argument_spec=spec, cluster_options=('source', 'target'))

@@ -155,8 +155,9 @@ def eks_endpoint(options, cluster_params):
 
 # -- GKE ------------------------------------------------------------------------------------------
 
-def gke_credentials(options):
-    """google-auth credentials for the options (service-account JSON, a file, or the ADC chain)."""
+def gke_credentials(options, purpose='gke'):
+    """google-auth credentials for the options (service-account JSON, a file, or the ADC chain); ``purpose``
+    (the option they come from) names them in errors."""
     try:
         import google.auth  # pylint: disable=import-outside-toplevel
         import google.auth.transport.requests  # pylint: disable=import-outside-toplevel
@@ -173,10 +174,21 @@ def gke_credentials(options):
             creds, _project = google.auth.default(scopes=GKE_SCOPES)
         creds.refresh(google.auth.transport.requests.Request())
     except (ValueError, KeyError) as exc:
-        raise ConnectionConfigError('gke credentials are not a valid service-account key: %s' % exc) from None
+        raise ConnectionConfigError('%s credentials are not a valid service-account key: %s' % (purpose, exc)) from None
     except Exception as exc:  # pylint: disable=broad-except
-        raise ClusterError('cannot get a Google access token for GKE: %s' % _first_line(exc)) from None
+        raise ClusterError('cannot get a Google access token for %s: %s' % (purpose, _first_line(exc))) from None
     return creds
+
+
+def google_session(options, purpose):
+    """A requests session authenticated by the options' access token, service-account key or the ADC chain."""
+    import requests  # pylint: disable=import-outside-toplevel
+    if options.get('access_token'):
+        session = requests.Session()
+        session.headers['Authorization'] = 'Bearer ' + options['access_token']
+        return session
+    from google.auth.transport.requests import AuthorizedSession  # pylint: disable=import-outside-toplevel
+    return AuthorizedSession(gke_credentials(options, purpose))  # (it refreshes the token when it expires)
 
 
 def gke_endpoint(options, cluster_params):
@@ -211,25 +223,27 @@ def _gke_describe(options, token):
 
 # -- AKS ------------------------------------------------------------------------------------------
 
-def aks_token(options, **credential_kwargs):
-    """An Azure AD access token for the AKS AAD server application."""
+def azure_credential(options, purpose='aks', **credential_kwargs):
+    """An azure-identity credential: the options' service principal (client secret), else the default chain
+    (environment, managed identity, Azure CLI); ``purpose`` (the option they come from) names them in errors."""
     try:
         from azure.identity import ClientSecretCredential, DefaultAzureCredential  # pylint: disable=import-outside-toplevel
     except ImportError:
-        raise ClusterError('AKS connections need the Python library azure-identity: pip install azure-identity') from None
+        raise ClusterError('%s needs the Python library azure-identity: pip install azure-identity' % purpose) from None
     authority = options.get('authority_host') or 'login.microsoftonline.com'
+    if options.get('client_secret'):
+        missing = [k for k in ('tenant_id', 'client_id') if not options.get(k)]
+        if missing:
+            raise ConnectionConfigError('%s needs %s with client_secret' % (purpose, ', '.join('%s.%s' % (purpose, m) for m in missing)))
+        return ClientSecretCredential(options['tenant_id'], options['client_id'], options['client_secret'], authority=authority, **credential_kwargs)
+    return DefaultAzureCredential(authority=authority, **credential_kwargs)
+
+
+def aks_token(options, **credential_kwargs):
+    """An Azure AD access token for the AKS AAD server application."""
+    credential = azure_credential(options, 'aks', **credential_kwargs)
     try:
-        if options.get('client_secret'):
-            missing = [k for k in ('tenant_id', 'client_id') if not options.get(k)]
-            if missing:
-                raise ConnectionConfigError('aks needs %s with client_secret' % ', '.join('aks.' + m for m in missing))
-            credential = ClientSecretCredential(options['tenant_id'], options['client_id'], options['client_secret'],
-                                                authority=authority, **credential_kwargs)
-        else:
-            credential = DefaultAzureCredential(authority=authority, **credential_kwargs)
         return credential.get_token('%s/.default' % options.get('server_app_id', AKS_AAD_SERVER_APP_ID)).token
-    except ConnectionConfigError:
-        raise
     except Exception as exc:  # pylint: disable=broad-except
         raise ClusterError('cannot get an Azure AD token for AKS: %s' % _first_line(exc)) from None
 

@@ -15,7 +15,7 @@ import time
 from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ApiError, FerryError
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import csi, hooks
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import (
-    MANAGED_BY, SYNC_LABEL, TEMP_LABEL, Volume, choose_mechanism, temp_name,
+    CLOUD_OPTION, MANAGED_BY, SYNC_LABEL, TEMP_LABEL, Volume, choose_mechanism, temp_name,
 )
 
 
@@ -113,8 +113,8 @@ class AppSnapshot:
         for volume in volumes:
             mechanism, snap_class, reason = choose_mechanism(volume, classes, clouds, forced)
             if mechanism not in self.providers:
-                raise FerryError('volume %s needs the %s snapshot API; give its credentials (snapshot option "%s")'
-                                 % (volume.key, mechanism, mechanism.split('-')[0]))
+                raise FerryError('volume %s needs the %s snapshot API; give its credentials (option "%s")'
+                                 % (volume.key, mechanism, CLOUD_OPTION.get(mechanism, mechanism)))
             plans.append({'volume': volume, 'mechanism': mechanism, 'snapshot_class': snap_class, 'reason': reason})
         return plans
 

@@ -20,6 +20,10 @@ _IN_TREE = {
 _ZONE_KEYS = ('topology.kubernetes.io/zone', 'topology.ebs.csi.aws.com/zone', 'topology.gke.io/zone',
               'failure-domain.beta.kubernetes.io/zone', 'topology.disk.csi.azure.com/zone')
 
+# the clouds' own disk snapshot APIs Ferry uses, and the module option that gives each its credentials
+CLOUD_OPTION = {'aws-ebs': 'aws', 'gce-pd': 'gcp', 'azure-disk': 'azure'}
+CLOUD_MECHANISMS = tuple(CLOUD_OPTION)
+
 TEMP_LABEL = 'ferry.dev/temporary'
 SYNC_LABEL = 'ferry.dev/sync-id'
 SOURCE_LABEL = 'ferry.dev/source-pvc'
@@ -114,7 +118,10 @@ def choose_mechanism(volume, snapshot_classes, cloud_providers=(), forced=None):
         return 'csi-snapshot', default['metadata']['name'], 'driver %s has VolumeSnapshotClass %s' % (volume.driver, default['metadata']['name'])
     if cloud and cloud in cloud_providers:
         return cloud, None, 'no VolumeSnapshotClass for %s; using the %s snapshot API' % (volume.driver, cloud)
-    if cloud:
+    if cloud in CLOUD_OPTION:
         return 'live-read', None, ('no VolumeSnapshotClass for %s and no %s credentials given; reading the live volume '
-                                   '(give cloud credentials for a point-in-time copy)' % (volume.driver, cloud))
+                                   '(give the %s option for a point-in-time copy)' % (volume.driver, cloud, CLOUD_OPTION[cloud]))
+    if cloud:  # (Azure Files: its share snapshots cannot be mounted as a volume of their own)
+        return 'live-read', None, ('no VolumeSnapshotClass for %s and Ferry has no %s snapshot provider; reading the live volume'
+                                   % (volume.driver, cloud))
     return 'live-read', None, 'driver %s has no VolumeSnapshotClass and no cloud snapshot API; reading the live volume' % (volume.driver or 'unknown')

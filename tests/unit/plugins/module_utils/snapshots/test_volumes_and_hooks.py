@@ -34,7 +34,13 @@ def test_cloud_api_needs_credentials_else_live_read_with_a_hint():
     assert ebs.zone == 'eu-west-1a'
     assert choose_mechanism(ebs, CLASSES, cloud_providers=['aws-ebs'])[0] == 'aws-ebs'
     mechanism, _cls, reason = choose_mechanism(ebs, CLASSES)
-    assert mechanism == 'live-read' and 'give cloud credentials' in reason
+    assert mechanism == 'live-read' and 'give the aws option' in reason
+    for driver, mechanism, option in (('pd.csi.storage.gke.io', 'gce-pd', 'gcp'), ('kubernetes.io/azure-disk', 'azure-disk', 'azure')):
+        disk = volume(driver)
+        assert choose_mechanism(disk, CLASSES, cloud_providers=[mechanism])[0] == mechanism
+        assert 'give the %s option' % option in choose_mechanism(disk, CLASSES)[2]
+    share = choose_mechanism(volume('file.csi.azure.com'), CLASSES, cloud_providers=['aws-ebs', 'gce-pd', 'azure-disk'])
+    assert share[0] == 'live-read' and 'Ferry has no azure-file snapshot provider' in share[2]
 
 
 def test_in_tree_disks_are_recognised():
