@@ -6,24 +6,9 @@ import pytest
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.aws_ebs import EbsSnapshots, volume_id
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import Volume
 from moto_server import MotoServer
+from recording_cluster import RecordingCluster
 
 REGION = 'eu-west-1'
-
-
-class RecordingCluster:
-    """Stands in for the Kubernetes API: records the PV/PVC the provider creates and deletes."""
-
-    def __init__(self):
-        self.objects = {}
-
-    def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
-        if method == 'POST':
-            self.objects['%s/%s' % (path, body['metadata']['name'])] = body
-            return 201, body
-        if method == 'DELETE':
-            self.objects.pop(path)
-            return 200, {}
-        raise AssertionError('unexpected %s %s' % (method, path))
 
 
 @pytest.fixture(name='ec2', scope='module')

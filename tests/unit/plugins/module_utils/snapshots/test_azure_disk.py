@@ -12,11 +12,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from azure.core.credentials import AccessToken
 
-from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ApiError, FerryError
+from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import azure_disk
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.azure_disk import AzureDiskSnapshots, disk_id_parts
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import Volume
 from fake_http import ScriptedServer
+from recording_cluster import RecordingCluster
 
 SUB = '0b1f6471-1bf0-4dda-aec3-111122223333'
 RG = 'MC_shop_aks_westeurope'
@@ -174,24 +175,6 @@ class FakeCredential:
     def get_token(self, *scopes, **_kwargs):
         self.scopes.append(scopes)
         return AccessToken(self.token, int(time.time()) + self.lifetime)
-
-
-class RecordingCluster:
-    """Stands in for the Kubernetes API: records the PV/PVC the provider creates and deletes."""
-
-    def __init__(self):
-        self.objects = {}
-
-    def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
-        if method == 'POST':
-            self.objects['%s/%s' % (path, body['metadata']['name'])] = body
-            return 201, body
-        if method == 'DELETE':
-            if path not in self.objects:
-                raise ApiError('%s not found' % path, status=404, reason='NotFound')
-            self.objects.pop(path)
-            return 200, {}
-        raise AssertionError('unexpected %s %s' % (method, path))
 
 
 @pytest.fixture(autouse=True)

@@ -14,11 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ApiError, FerryError
+from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import gce_pd
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.gce_pd import GcePdSnapshots, disk_location, label_value
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import Volume
 from fake_http import ScriptedServer
+from recording_cluster import RecordingCluster
 
 TOKEN = 'ya29.a0-test-token-never-to-be-quoted'
 PROJECT = 'shop-prod'
@@ -229,27 +230,6 @@ class FakeCompute:
         elif chosen:  # (the real API leaves ``items`` out of an empty page)
             page['items'] = chosen
         return 200, page
-
-
-class RecordingCluster:
-    """Stands in for the Kubernetes API: records the PV/PVC the provider creates and deletes."""
-
-    def __init__(self):
-        self.objects = {}
-
-    def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
-        if method == 'POST':
-            key = '%s/%s' % (path, body['metadata']['name'])
-            if key in self.objects:
-                raise ApiError('%s exists' % key, status=409)
-            self.objects[key] = body
-            return 201, body
-        if method == 'DELETE':
-            if path not in self.objects:
-                raise ApiError('%s not found' % path, status=404)
-            self.objects.pop(path)
-            return 200, {}
-        raise AssertionError('unexpected %s %s' % (method, path))
 
 
 @pytest.fixture(autouse=True)
