@@ -12,7 +12,7 @@ import base64
 import json
 
 from ansible.module_utils.basic import env_fallback
-from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ClusterError, ConnectionConfigError
+from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ClusterError, ConnectionConfigError, first_line
 
 
 # Application ID of the "Azure Kubernetes Service AAD Server": the audience of AKS AAD tokens.
@@ -176,7 +176,7 @@ def gke_credentials(options, purpose='gke'):
     except (ValueError, KeyError) as exc:
         raise ConnectionConfigError('%s credentials are not a valid service-account key: %s' % (purpose, exc)) from None
     except Exception as exc:  # pylint: disable=broad-except
-        raise ClusterError('cannot get a Google access token for %s: %s' % (purpose, _first_line(exc))) from None
+        raise ClusterError('cannot get a Google access token for %s: %s' % (purpose, first_line(exc))) from None
     return creds
 
 
@@ -213,7 +213,7 @@ def _gke_describe(options, token):
     try:
         response = requests.get(url, headers={'Authorization': 'Bearer ' + token}, timeout=30)
     except requests.RequestException as exc:
-        raise ClusterError('cannot reach the GKE API at %s: %s' % (options['container_api_url'], _first_line(exc))) from None
+        raise ClusterError('cannot reach the GKE API at %s: %s' % (options['container_api_url'], first_line(exc))) from None
     if response.status_code == 404:
         raise ClusterError('GKE cluster %s not found in project %s, location %s' % (options['cluster_name'], options['project'], options['location']))
     if response.status_code != 200:
@@ -245,7 +245,7 @@ def aks_token(options, **credential_kwargs):
     try:
         return credential.get_token('%s/.default' % options.get('server_app_id', AKS_AAD_SERVER_APP_ID)).token
     except Exception as exc:  # pylint: disable=broad-except
-        raise ClusterError('cannot get an Azure AD token for AKS: %s' % _first_line(exc)) from None
+        raise ClusterError('cannot get an Azure AD token for AKS: %s' % first_line(exc)) from None
 
 
 def aks_endpoint(options, cluster_params):
@@ -275,8 +275,3 @@ def kubeconfig_server(kubeconfig, context=None):
         raise ConnectionConfigError('cluster "%s" of context "%s" is not in the kubeconfig' % (ctx.get('cluster'), name))
     ca = cluster.get('certificate-authority-data')
     return cluster['server'], (base64.b64decode(ca) if ca else None)
-
-
-def _first_line(exc):
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__

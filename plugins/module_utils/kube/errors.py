@@ -9,6 +9,12 @@ modules turn it into ``fail_json`` with ``details`` as structured extra keys.
 from __future__ import annotations
 
 
+def first_line(exc):
+    """The first line of an exception's text (client libraries append whole responses), else its class name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else exc.__class__.__name__
+
+
 class FerryError(Exception):
     """Base of every error Ferry reports to a user."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 
-from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ClusterError, ConnectionConfigError
+from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import ClusterError, ConnectionConfigError, first_line
 from ansible_collections.ferry.kube.plugins.module_utils.registry.auth import ECR_HOST_RE, Credentials, scrub
 from ansible_collections.ferry.kube.plugins.module_utils.registry.errors import RegistryAuthError, RegistryError
 
@@ -70,7 +70,7 @@ def ecr_credentials(options, host, option):
         raise RegistryError('no AWS credentials for ECR registry %s: set %s.ecr.access_key and secret_key, %s.ecr.profile, '
                             'or the AWS_* variables' % (host, option, option)) from None
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise RegistryAuthError('cannot get an ECR authorization token for %s (%s.ecr): %s' % (host, option, _first_line(exc))) from None
+        raise RegistryAuthError('cannot get an ECR authorization token for %s (%s.ecr): %s' % (host, option, first_line(exc))) from None
     username, _sep, password = base64.b64decode(data['authorizationToken']).decode('utf-8').partition(':')
     creds = Credentials(username, password, kind='ecr', preemptive=True)
     creds.endpoint = data.get('proxyEndpoint')
@@ -140,8 +140,3 @@ def acr_credentials(options, host, option, request, **credential_kwargs):
     creds = Credentials(ACR_REFRESH_USERNAME, None, refresh_token=refresh, kind='acr')
     creds.aad_token = aad_token
     return creds
-
-
-def _first_line(exc):
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else exc.__class__.__name__

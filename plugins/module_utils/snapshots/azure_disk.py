@@ -39,7 +39,7 @@ try:
 except ImportError:  # pragma: no cover - a dependency of the collection; guarded for ansible-test's import check
     requests = None
 
-from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError
+from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import FerryError, first_line
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.static_claim import expose_disk, remove_claim
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import SOURCE_LABEL, SYNC_LABEL, TEMP_LABEL, temp_name
 
@@ -112,7 +112,7 @@ class AzureDiskSnapshots:
                 # the token's audience is the ARM endpoint itself (sovereign clouds have their own)
                 self._token = self.credential.get_token(self.arm_url + '/.default')
             except Exception as exc:  # pylint: disable=broad-except
-                raise FerryError('cannot get an Azure AD token for Azure Resource Manager: %s' % _first_line(exc)) from None
+                raise FerryError('cannot get an Azure AD token for Azure Resource Manager: %s' % first_line(exc)) from None
         return self._token.token
 
     def _absolute(self, url):
@@ -129,7 +129,7 @@ class AzureDiskSnapshots:
         try:
             response = self.session.request(method, self._absolute(url), headers=headers, json=body, timeout=HTTP_TIMEOUT)
         except requests.RequestException as exc:
-            raise FerryError('cannot %s: no answer from Azure Resource Manager at %s (%s)' % (what, self.arm_url, _first_line(exc))) from None
+            raise FerryError('cannot %s: no answer from Azure Resource Manager at %s (%s)' % (what, self.arm_url, first_line(exc))) from None
         try:
             payload = response.json() if response.content else {}
         except ValueError:
@@ -314,8 +314,3 @@ def _utc(timestamp):
 
 def _or(value, default):
     return default if value is None else value
-
-
-def _first_line(exc):
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__
