@@ -241,7 +241,7 @@ class AzureDiskSnapshots:
         self._wait(disk_id, 'Azure disk %s' % name, EXPOSE_TIMEOUT, lambda p: p.get('provisioningState') == 'Succeeded')
         # AKS nodes carry topology.kubernetes.io/zone=<location>-<zone>; a regional disk attaches in any zone
         zone = '%s-%s' % (ref['location'], ref['zone']) if ref.get('zone') else None
-        return expose_disk(self.cluster, self.sync_id, volume, ref, DRIVER, disk_id, zone, fs_type=_fs_type(volume))
+        return expose_disk(self.cluster, self.sync_id, volume, ref, DRIVER, disk_id, zone)
 
     def cleanup(self, ref):
         removed = remove_claim(self.cluster, ref)
@@ -287,11 +287,6 @@ def _disk_zone(disk, volume):
         return None
     match = re.fullmatch(r'%s-(\d+)' % re.escape(disk.get('location') or ''), volume.zone or '', re.IGNORECASE)
     return match.group(1) if match else None
-
-
-def _fs_type(volume):
-    spec = volume.pv.get('spec') or {}
-    return (spec.get('csi') or {}).get('fsType') or (spec.get('azureDisk') or {}).get('fsType') or 'ext4'
 
 
 def _tag(resource, name):

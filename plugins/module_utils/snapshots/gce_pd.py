@@ -266,7 +266,7 @@ class GcePdSnapshots:
         self._check_operation(operation, doing)
         self._wait(ref['disk_path'], 'GCE disk %s' % name, ('READY',), DISK_READY_SECONDS,
                    _relative(operation['selfLink']) if operation.get('selfLink') else None)
-        return expose_disk(self.cluster, self.sync_id, volume, ref, CSI_DRIVER, ref['disk_path'], zone, fs_type=_fs_type(volume))
+        return expose_disk(self.cluster, self.sync_id, volume, ref, CSI_DRIVER, ref['disk_path'], zone)
 
     def cleanup(self, ref):
         """Delete the PVC, the PV, the restored disk and the snapshot; what is already gone is skipped."""
@@ -309,9 +309,3 @@ class GcePdSnapshots:
                 if self._delete('snapshot', snap['selfLink'], snap['name']):
                     removed.append('snapshot %s' % snap['name'])
         return removed
-
-
-def _fs_type(volume):
-    """The source PV's filesystem: the restored disk holds the same one."""
-    spec = volume.pv.get('spec') or {}
-    return (spec.get('csi') or {}).get('fsType') or (spec.get('gcePersistentDisk') or {}).get('fsType') or 'ext4'

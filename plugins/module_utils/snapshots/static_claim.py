@@ -17,14 +17,13 @@ from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes impor
 ZONE_KEY = 'topology.kubernetes.io/zone'
 
 
-def expose_disk(cluster, sync_id, volume, ref, driver, handle, zone, fs_type='ext4', attributes=None):
-    """Create the PV of disk ``handle`` (driver ``driver``) and its PVC; record both in ``ref``; return the PVC's name."""
+def expose_disk(cluster, sync_id, volume, ref, driver, handle, zone):
+    """Create the PV of disk ``handle`` (driver ``driver``, the source volume's filesystem) and its PVC; record
+    both in ``ref``; return the PVC's name."""
     name = temp_name(sync_id, volume.name, 'ro')
     labels = temp_labels(sync_id, volume)
     storage = '%dGi' % max(1, -(-volume.size // 2 ** 30))
-    source = {'driver': driver, 'volumeHandle': handle, 'fsType': fs_type}
-    if attributes:
-        source['volumeAttributes'] = dict(attributes)
+    source = {'driver': driver, 'volumeHandle': handle, 'fsType': volume.fs_type}
     pv = {'apiVersion': 'v1', 'kind': 'PersistentVolume', 'metadata': {'name': name, 'labels': labels},
           'spec': {'capacity': {'storage': storage}, 'accessModes': ['ReadWriteOnce'], 'persistentVolumeReclaimPolicy': 'Retain',
                    'storageClassName': '', 'volumeMode': volume.volume_mode, 'csi': source,

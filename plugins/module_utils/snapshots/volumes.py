@@ -66,6 +66,7 @@ class Volume:
         capacity = (pvc.get('status') or {}).get('capacity') or spec.get('capacity') or (pvc['spec'].get('resources') or {}).get('requests') or {}
         self.size = parse_quantity(capacity.get('storage', '0'))
         self.driver, self.handle = self._driver_and_handle(spec)
+        self.fs_type = self._fs_type(spec)
         self.zone = self._zone(spec)
 
     @staticmethod
@@ -76,6 +77,14 @@ class Volume:
             if spec.get(key):
                 return driver, spec[key].get(handle_field)
         return None, None
+
+    @staticmethod
+    def _fs_type(spec):
+        """The filesystem on the volume (a disk copied from its snapshot holds the same one), ext4 when unsaid."""
+        for key in ('csi',) + tuple(_IN_TREE):
+            if spec.get(key):
+                return spec[key].get('fsType') or 'ext4'
+        return 'ext4'
 
     def _zone(self, spec):
         for term in (((spec.get('nodeAffinity') or {}).get('required') or {}).get('nodeSelectorTerms') or []):

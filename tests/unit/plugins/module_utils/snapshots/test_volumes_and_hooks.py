@@ -44,8 +44,9 @@ def test_cloud_api_needs_credentials_else_live_read_with_a_hint():
 
 
 def test_in_tree_disks_are_recognised():
-    legacy = volume(in_tree=('awsElasticBlockStore', {'volumeID': 'aws://eu-west-1a/vol-0123'}))
+    legacy = volume(in_tree=('awsElasticBlockStore', {'volumeID': 'aws://eu-west-1a/vol-0123', 'fsType': 'xfs'}))
     assert legacy.driver == 'kubernetes.io/aws-ebs'
+    assert legacy.fs_type == 'xfs' and volume('ebs.csi.aws.com').fs_type == 'ext4', 'a disk copied from its snapshot is mounted as the source was'
     assert choose_mechanism(legacy, [], cloud_providers=['aws-ebs'])[0] == 'aws-ebs'
 
 
