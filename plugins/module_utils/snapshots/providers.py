@@ -8,10 +8,10 @@ from __future__ import annotations
 from ansible_collections.ferry.kube.plugins.module_utils.kube.cloud_auth import env
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import group
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.csi import CsiSnapshots
-from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import CLOUD_MECHANISMS
+from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import CLOUD_MECHANISMS, CLOUD_OPTION
 
 MECHANISMS = ['auto', 'csi-snapshot'] + list(CLOUD_MECHANISMS) + ['live-read']
-CLOUD_OPTIONS = ('aws', 'gcp', 'azure')
+CLOUD_OPTIONS = tuple(CLOUD_OPTION.values())  # aws, gcp, azure
 
 
 def aws_option():
