@@ -245,7 +245,10 @@ def _answer(shared, backend, header, payload):
         elif operation == 'flush':
             backend.flush()
         elif operation == 'read':
-            body = backend.read(header['key'], header.get('offset') or 0, header.get('length'))
+            if header.get('length') is not None and hasattr(backend, 'read_view'):
+                body = backend.read_view(header['key'], header.get('offset') or 0, header['length'])  # sent before this thread reads again
+            else:
+                body = backend.read(header['key'], header.get('offset') or 0, header.get('length'))
         elif operation == 'list':
             reply['items'] = [list(item) for item in backend.list(header.get('prefix') or '')]
         elif operation == 'delete':
@@ -257,7 +260,7 @@ def _answer(shared, backend, header, payload):
     except Exception as exc:  # pylint: disable=broad-except
         reply['error'] = '%s: %s' % (exc.__class__.__name__, exc) if not isinstance(exc, BackendError) else str(exc)
     try:
-        shared.send(REPLY, reply, bytes(body), compress=False)  # pool objects are compressed and encrypted
+        shared.send(REPLY, reply, body, compress=False)  # pool objects are compressed and encrypted
     except OSError:
         pass  # the connection is gone; the receiving loop reports it
 

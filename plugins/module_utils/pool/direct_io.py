@@ -341,6 +341,21 @@ class SequentialWriter:
             self.direct = None
 
 
+def read_range(handle, offset, end, buffer, name='file'):
+    """Bytes ``offset`` to ``end`` of a direct descriptor, read into ``buffer`` (aligned; ``end - offset``
+    plus two blocks must fit): a memoryview of them, valid until ``buffer`` is read into again."""
+    start = offset - offset % BLOCK
+    aligned_end = -(-end // BLOCK) * BLOCK
+    view = memoryview(buffer)
+    done = 0
+    while start + done < end:
+        count = os.preadv(handle, [view[done:aligned_end - start]], start + done)
+        if count <= 0:
+            raise OSError(errno.EIO, '%s is shorter than its index says (truncated?)' % name)
+        done += count
+    return view[offset - start:end - start]
+
+
 def read_file(path, buffer):
     """The whole file at ``path`` into ``buffer`` (aligned, large enough), around the page cache; returns its length."""
     handle = open_direct(path, os.O_RDONLY)

@@ -18,14 +18,12 @@ through a relay lane of their own (agent/relay.py) read the same way, one reques
 from __future__ import annotations
 
 import errno
-import os
 import threading
 from collections import OrderedDict, deque
 from contextlib import contextmanager
 
 from ansible_collections.ferry.kube.plugins.module_utils.pool import direct_io
 
-RANGE_HANDLES = 8  # packs a thread keeps open for range reads
 SPAN_BYTES = 8 * 1024 * 1024  # the most read at once for a batch of small files
 READ_AHEAD_BYTES = 24 * 1024 * 1024  # asked for ahead of a worker's reads, where the backend can (plan)
 
@@ -39,11 +37,11 @@ class PackCache:
         self.lock = threading.Lock()
         range_bytes = max(largest_blob or pack_bytes, SPAN_BYTES)
         self.range_bytes = -(-range_bytes // direct_io.BLOCK) * direct_io.BLOCK + 2 * direct_io.BLOCK
-        self.local = threading.local()  # each thread's descriptors and aligned buffer for range reads
+        self.local = threading.local()  # each thread's loaded span and planned reads
 
     def ranges_direct(self):
         """Whether ``read_range`` reads a local pool direct (elsewhere whole packs, one request each, are better)."""
-        return hasattr(self.backend, 'local_path') and direct_io.O_DIRECT != 0
+        return hasattr(self.backend, 'read_view') and direct_io.O_DIRECT != 0
 
     def read_range(self, key, offset, length, span=None):
         """``length`` bytes of a pack at ``offset`` (a memoryview valid until this thread's next ``read_range``).
@@ -108,40 +106,10 @@ class PackCache:
         return wait()
 
     def _read_direct(self, key, offset, end):
-        """Bytes ``offset`` to ``end`` of a local pack, read direct into this thread's aligned buffer (None: not here)."""
-        path = self.backend.local_path(key) if hasattr(self.backend, 'local_path') else None
-        handle = self._direct_handle(key, path) if path is not None and end - offset + 2 * direct_io.BLOCK <= self.range_bytes else None
-        if handle is None:
+        """Bytes ``offset`` to ``end`` of a local pack, read around the page cache (None: not a local pool)."""
+        if not hasattr(self.backend, 'read_view'):
             return None
-        start = offset - offset % direct_io.BLOCK
-        aligned_end = -(-end // direct_io.BLOCK) * direct_io.BLOCK
-        buffer = getattr(self.local, 'buffer', None)
-        if buffer is None:
-            buffer = self.local.buffer = direct_io.AlignedBuffers(self.range_bytes).get()
-        view = memoryview(buffer)
-        done = 0
-        while start + done < end:
-            count = os.preadv(handle, [view[done:aligned_end - start]], start + done)
-            if count <= 0:
-                raise OSError(errno.EIO, 'pack %s is shorter than its index says (truncated?)' % key)
-            done += count
-        return view[offset - start:end - start]
-
-    def _direct_handle(self, key, path):
-        handles = getattr(self.local, 'handles', None)
-        if handles is None:
-            handles = self.local.handles = OrderedDict()
-        handle = handles.get(key)
-        if handle is None:
-            handle = direct_io.open_direct(path, os.O_RDONLY)
-            if handle is None:
-                return None  # no O_DIRECT here: the backend's ranged read
-            handles[key] = handle
-            if len(handles) > RANGE_HANDLES:
-                os.close(handles.popitem(last=False)[1])
-        else:
-            handles.move_to_end(key)
-        return handle
+        return memoryview(self.backend.read_view(key, offset, end - offset))
 
     @contextmanager
     def pack(self, key):

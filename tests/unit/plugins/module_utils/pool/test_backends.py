@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 
+from ansible_collections.ferry.kube.plugins.module_utils.pool import backends, direct_io
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import BackendError, LocalBackend, NotFound, open_backend
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backend_azure import AzureBackend
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backend_gcs import GCSBackend
@@ -457,3 +458,30 @@ def test_azure_account_key_and_sas(azure_server):
     assert sas not in message and sas.split('sig=')[1].split('&')[0] not in message
     by_key.close()
     by_sas.close()
+
+
+def test_read_view_gives_a_packs_ranges_as_read_does(tmp_path):
+    backend = LocalBackend(str(tmp_path / 'pool'), durable=False)
+    data = os.urandom(3 * 1024 * 1024 + 777)
+    backend.write('data/ab/pack', data)
+    backend.write('index/one', b'not a pack')
+    for offset, length in ((0, 4096), (1, 10), (4095, 4098), (123457, 1024 * 1024 + 3), (len(data) - 5, 5)):
+        view = backend.read_view('data/ab/pack', offset, length)
+        assert bytes(view) == data[offset:offset + length] == backend.read('data/ab/pack', offset, length)
+    if direct_io.open_direct(backend.local_path('data/ab/pack'), os.O_RDONLY) is not None:
+        # read around the page cache into the thread's aligned buffer, not a new bytes object
+        assert isinstance(backend.read_view('data/ab/pack', 5, 10), memoryview)
+    assert backend.read_view('index/one', 4, 2) == b'a '  # not a pack: an ordinary read
+    backend.close()
+
+
+def test_read_view_names_a_missing_or_truncated_pack(tmp_path, monkeypatch):
+    backend = LocalBackend(str(tmp_path / 'pool'), durable=False)
+    with pytest.raises(NotFound, match='does not exist'):
+        backend.read_view('data/cd/missing', 0, 10)
+    backend.write('data/cd/short', b'x' * 5000)
+    with pytest.raises(BackendError, match='shorter than its index says'):
+        backend.read_view('data/cd/short', 4000, 2000)
+    monkeypatch.setattr(backends, 'VIEW_BYTES', 8192)  # a range too big for the thread's buffer is read as read() reads it
+    assert backend.read_view('data/cd/short', 0, 5000) == b'x' * 5000
+    backend.close()
