@@ -212,7 +212,7 @@ def read_ahead(path):
     except OSError:
         return  # the read that follows reports it
     try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        # (WILLNEED only: a SEQUENTIAL hint would belong to this descriptor, closed at once, not the reader's)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
     except (OSError, AttributeError):
         pass
