@@ -44,6 +44,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.snapshots.static_claim 
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import SOURCE_LABEL, SYNC_LABEL, TEMP_LABEL, temp_name
 
 API_VERSION = '2023-04-02'  # Microsoft.Compute disks and snapshots
+ARM_URL = 'https://management.azure.com'  # the public cloud's; the azure option's arm_url may name a sovereign cloud's
 DRIVER = 'disk.csi.azure.com'
 HTTP_TIMEOUT = 60  # seconds per ARM call
 POLL_SECONDS = 2
@@ -91,7 +92,7 @@ class AzureDiskSnapshots:
     """
     mechanism = 'azure-disk'
 
-    def __init__(self, cluster, sync_id, credential, arm_url='https://management.azure.com', session=None, subscription_id=None):
+    def __init__(self, cluster, sync_id, credential, arm_url=ARM_URL, session=None, subscription_id=None):
         if requests is None:
             raise FerryError('Azure disk snapshots need the Python library requests: pip install requests')
         self.cluster = cluster

@@ -46,6 +46,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.kube.errors import Ferr
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.static_claim import expose_disk, remove_claim
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import temp_name
 
+COMPUTE_URL = 'https://compute.googleapis.com'  # the public cloud's; the gcp option's compute_url may name another
 CSI_DRIVER = 'pd.csi.storage.gke.io'
 IN_TREE_DRIVER = 'kubernetes.io/gce-pd'
 TEMP_LABEL = 'ferry-temporary'
@@ -108,7 +109,7 @@ def _operation_error(operation):
 class GcePdSnapshots:
     mechanism = 'gce-pd'
 
-    def __init__(self, cluster, sync_id, session, project, compute_url='https://compute.googleapis.com'):
+    def __init__(self, cluster, sync_id, session, project, compute_url=COMPUTE_URL):
         self.cluster = cluster
         self.sync_id = sync_id
         self.session = session  # authenticates its requests (google.auth AuthorizedSession in production)

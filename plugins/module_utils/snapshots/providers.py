@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from ansible_collections.ferry.kube.plugins.module_utils.kube.cloud_auth import env
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots import group
+from ansible_collections.ferry.kube.plugins.module_utils.snapshots.azure_disk import ARM_URL, AzureDiskSnapshots
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.csi import CsiSnapshots
+from ansible_collections.ferry.kube.plugins.module_utils.snapshots.gce_pd import COMPUTE_URL, GcePdSnapshots
 from ansible_collections.ferry.kube.plugins.module_utils.snapshots.volumes import CLOUD_MECHANISMS, CLOUD_OPTION
 
 MECHANISMS = ['auto', 'csi-snapshot'] + list(CLOUD_MECHANISMS) + ['live-read']
@@ -31,7 +33,7 @@ def gcp_option():
         credentials_file=dict(type='path', fallback=env('GCP_SERVICE_ACCOUNT_FILE', 'GOOGLE_APPLICATION_CREDENTIALS')),
         credentials=dict(type='str', no_log=True),
         access_token=dict(type='str', no_log=True),
-        compute_url=dict(type='str', default='https://compute.googleapis.com'),
+        compute_url=dict(type='str', default=COMPUTE_URL),
     ))
 
 
@@ -42,7 +44,7 @@ def azure_option():
         client_id=dict(type='str', fallback=env('AZURE_CLIENT_ID')),
         client_secret=dict(type='str', no_log=True, fallback=env('AZURE_SECRET', 'AZURE_CLIENT_SECRET')),
         authority_host=dict(type='str', default='login.microsoftonline.com'),
-        arm_url=dict(type='str', default='https://management.azure.com'),
+        arm_url=dict(type='str', default=ARM_URL),
     ))
 
 
@@ -53,7 +55,7 @@ def cloud_options():
 
 def providers(cluster, sync_id, aws=None, gcp=None, azure=None):
     """mechanism -> provider: CSI snapshots and live reads always; a cloud's disk snapshots when its option is given."""
-    # each cloud's client is imported only when its option is given
+    # each cloud's client library (boto3, google-auth, azure-identity) is imported only when its option is given
     found = {'csi-snapshot': CsiSnapshots(cluster, sync_id), 'live-read': group.LiveRead(cluster, sync_id)}
     if aws and any(aws.values()):
         from ansible_collections.ferry.kube.plugins.module_utils.kube.cloud_auth import eks_session  # pylint: disable=import-outside-toplevel
@@ -62,14 +64,12 @@ def providers(cluster, sync_id, aws=None, gcp=None, azure=None):
         found['aws-ebs'] = EbsSnapshots(cluster, sync_id, session, endpoint_url=aws.get('endpoint_url'))
     if gcp:
         from ansible_collections.ferry.kube.plugins.module_utils.kube.cloud_auth import google_session  # pylint: disable=import-outside-toplevel
-        from ansible_collections.ferry.kube.plugins.module_utils.snapshots.gce_pd import GcePdSnapshots  # pylint: disable=import-outside-toplevel
         found['gce-pd'] = GcePdSnapshots(cluster, sync_id, google_session(gcp, 'gcp'), gcp.get('project'),
-                                         compute_url=gcp.get('compute_url') or 'https://compute.googleapis.com')
+                                         compute_url=gcp.get('compute_url') or COMPUTE_URL)
     if azure:
         from ansible_collections.ferry.kube.plugins.module_utils.kube.cloud_auth import azure_credential  # pylint: disable=import-outside-toplevel
-        from ansible_collections.ferry.kube.plugins.module_utils.snapshots.azure_disk import AzureDiskSnapshots  # pylint: disable=import-outside-toplevel
         found['azure-disk'] = AzureDiskSnapshots(cluster, sync_id, azure_credential(azure, 'azure'), subscription_id=azure.get('subscription_id'),
-                                                 arm_url=azure.get('arm_url') or 'https://management.azure.com')
+                                                 arm_url=azure.get('arm_url') or ARM_URL)
     return found
 
 
