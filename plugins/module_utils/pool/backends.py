@@ -216,7 +216,7 @@ class LocalBackend(Backend):
         """``read`` of a pack's range for a caller done with it before this thread's next ``read_view`` (the relay
         sends it on): read around the page cache into this thread's aligned buffer, and returned as a memoryview
         of it. A restore reads each byte of a pack about once, so caching it only cost the kernel a page per 4 KiB
-        (measured on the reference data, stage 2 relayed: 2.5-4 fewer CPU-seconds of 26-31)."""
+        (measured on the reference data, stage 2 relayed: 2.5-4 fewer CPU-seconds of 28-31)."""
         if not key.startswith('data/') or length + 2 * direct_io.BLOCK > VIEW_BYTES:
             return self.read(key, offset, length)
         try:
