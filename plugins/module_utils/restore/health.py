@@ -487,9 +487,10 @@ class _Validation:
                 items.append((0, subject, '%s waiting: %s' % (label, _join(waiting.get('reason'), waiting.get('message')))))
             if terminated and (terminated.get('exitCode') or what == 'container'):
                 items.append((0, subject, '%s terminated: %s' % (label, _termination(terminated))))
-            elif waiting and last:
+            elif last and (waiting or container.get('restartCount')):
+                # (a crash-looping container may be caught running between two crashes: its last exit still explains it)
                 items.append((0, subject, '%s last terminated: %s, %d restarts' % (label, _termination(last), container.get('restartCount') or 0)))
-            if (waiting or {}).get('reason') == 'CrashLoopBackOff' or (terminated or {}).get('exitCode'):
+            if (waiting or {}).get('reason') == 'CrashLoopBackOff' or (terminated or {}).get('exitCode') or (last or {}).get('exitCode'):
                 crashing.append(container.get('name'))
         items += [(1, subject, text) for text in self.events(namespace, name, 'Pod')]
         for container in crashing[:1]:

@@ -398,3 +398,26 @@ def test_workload_rules_the_sandbox_does_not_produce():
     owned = live({'replicas': 1}, {})
     owned['metadata']['ownerReferences'] = [{'kind': 'Deployment', 'name': 'web', 'controller': True}]
     assert check('ReplicaSet', owned) is None
+
+
+def test_a_crash_looping_container_caught_running_between_crashes_still_shows_its_last_exit_and_logs():
+    class Recorded(health._Validation):  # pylint: disable=protected-access
+        def __init__(self):  # pylint: disable=super-init-not-called
+            self.asked = []
+
+        def events(self, namespace, name, kind, warnings_only=False):
+            return ['event BackOff (x2): Back-off restarting failed container app in pod %s' % name]
+
+        def log_tail(self, namespace, pod, container):
+            self.asked.append((pod, container))
+            return ['FATAL: cannot connect to db:5432']
+
+    pod = {'metadata': {'namespace': NS, 'name': 'worker-1'},
+           'status': {'phase': 'Running', 'containerStatuses': [{
+               'name': 'app', 'ready': False, 'restartCount': 2, 'state': {'running': {'startedAt': '2026-12-02T13:30:00Z'}},
+               'lastState': {'terminated': {'reason': 'Error', 'exitCode': 3}}}]}}
+    validation = Recorded()
+    texts = [text for _priority, _subject, text in validation._pod_items(pod, ('pod', 'worker-1'))]  # pylint: disable=protected-access
+    assert 'container app last terminated: Error (exit code 3), 2 restarts' in texts
+    assert 'last log lines of container app: FATAL: cannot connect to db:5432' in texts
+    assert validation.asked == [('worker-1', 'app')]
