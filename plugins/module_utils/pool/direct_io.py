@@ -341,7 +341,7 @@ class SequentialWriter:
             self.direct = None
 
 
-def read_range(handle, offset, end, buffer, name='file'):
+def read_range(handle, offset, end, buffer):
     """Bytes ``offset`` to ``end`` of a direct descriptor, read into ``buffer`` (aligned; ``end - offset``
     plus two blocks must fit): a memoryview of them, valid until ``buffer`` is read into again."""
     start = offset - offset % BLOCK
@@ -351,7 +351,7 @@ def read_range(handle, offset, end, buffer, name='file'):
     while start + done < end:
         count = os.preadv(handle, [view[done:aligned_end - start]], start + done)
         if count <= 0:
-            raise OSError(errno.EIO, '%s is shorter than its index says (truncated?)' % name)
+            raise OSError(errno.EIO, 'shorter than its index says (truncated?)')
         done += count
     return view[offset - start:end - start]
 
