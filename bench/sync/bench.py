@@ -384,6 +384,14 @@ def span_overlap(run, first, second):
                for label, start, end in spans if label == first for other, other_start, other_end in spans if other == second)
 
 
+def service_forwarding():
+    """How the sandbox's NodePorts carry the agents' connections: in the kernel as kube-proxy does, or through its userspace proxy."""
+    from ferry_sandbox.controllers import kernel_forwarding  # pylint: disable=import-outside-toplevel (as in sandbox_copy)
+    if kernel_forwarding.available():
+        return 'in the kernel (DNAT rules per ready pod, as kube-proxy\'s iptables mode)'
+    return 'the sandbox\'s userspace proxy (a process per connection, splice(2); not root or no iptables)'
+
+
 def sandbox_share(run):
     """Seconds of a Ferry run spent waiting for the sandbox's CSI emulation: its snapshot copy (less what a passthrough's sink start
     overlapped: on a copy-on-write driver that start would be waited for instead) and the clone the source agent waited for.
@@ -417,6 +425,7 @@ def report(args, bench, runs, versions):
     print('snapshot mechanism: %s (the sandbox CSI driver: a snapshot and a clone are each a copy of the volume, cp -a --reflink=auto or a btrfs subvolume snapshot)%s'
           % (runs[0]['passthrough full']['ferry']['result']['volumes'][0]['mechanism'],
              COW_VOLUMES.get(args.cow_volumes, '')))
+    print('Service forwarding: %s' % service_forwarding())
     print()
     head = '%-44s %-24s %-24s %8s %-15s %s'
     print(head % ('figure (seconds)', 'ferry', 'peer', 'ratio', 'target', 'met'))
@@ -482,7 +491,7 @@ def cpu_table(runs):
     """What each step cost the machine in CPU: with two cores shared by the control node, both agents and the sandbox, a tool that
     needs more CPU-seconds than its peer is slower here however well it overlaps its work; on separate nodes, the agents' share counts."""
     print('\nCPU-seconds the whole machine spent while each tool ran (medians; Ferry\'s include its agents, the sandbox\'s API servers and '
-          'Service proxies,\nboth tools\' the kernel\'s threads, the loop device\'s among them); "busy" = CPU-seconds / wall seconds, of %d CPUs'
+          'Service proxies if any,\nboth tools\' the kernel\'s threads, the loop device\'s among them); "busy" = CPU-seconds / wall seconds, of %d CPUs'
           % os.cpu_count())
     head = '%-24s %10s %10s %10s %10s %8s'
     print(head % ('step', 'ferry', 'busy', 'peer', 'busy', 'ratio'))

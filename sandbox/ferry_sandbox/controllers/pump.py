@@ -2,6 +2,8 @@
 
     python pump.py CLIENT_FD UPSTREAM_FD
 
+Used where the sandbox cannot forward in the kernel (kernel_forwarding.py: not root, no iptables, or
+FERRY_SANDBOX_PROXY=userspace).
 A cluster's kube-proxy forwards in the kernel. The sandbox's proxy runs in user space, and in the
 API server's process its threads waited for the interpreter lock at every hop (measured: a staged
 restore of 1.4 GB took 13 s through it, 8.7 s straight to the pod). Here two threads do nothing

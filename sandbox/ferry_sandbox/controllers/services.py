@@ -8,6 +8,7 @@ import threading
 
 from ..errors import ApiError
 from ..selectors import matches_selector_dict
+from .kernel_forwarding import KernelForwarding
 from .workloads import pod_ready
 
 PUMP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pump.py')
@@ -133,8 +134,10 @@ class Exposure:
 
     def __init__(self, cluster):
         self.cluster = cluster
-        self.proxies = {}  # (namespace, name, address, port) -> TcpProxy
+        self.proxies = {}  # (namespace, name, address, port, service port) -> TcpProxy
         self.turn = 0
+        self.kernel = KernelForwarding.create('-'.join(cluster.node_ip.split('.')[1:3]))
+        self.pumped = set()  # (address, port) the kernel could not take: the userspace proxy carries them
 
     def reconcile(self, cluster, service, key):
         namespace, name = key
@@ -153,33 +156,58 @@ class Exposure:
                     wanted.add((namespace, name, lb_ip, int(port['port']), port.get('port')))
         for proxy_key in [k for k in self.proxies if k[:2] == (namespace, name) and k not in wanted]:
             self.proxies.pop(proxy_key).close()
+            if self.kernel is not None:
+                self.kernel.forward(proxy_key[2], proxy_key[3], [])
         for proxy_key in wanted - set(self.proxies):
             _ns, _name, address, listen_port, service_port = proxy_key
             try:
-                self.proxies[proxy_key] = TcpProxy(address, listen_port, self._picker(namespace, name, service_port))
+                self.proxies[proxy_key] = TcpProxy(address, listen_port, self._picker(namespace, name, service_port, address, listen_port))
             except OSError as exc:
                 from .manager import record_event  # pylint: disable=import-outside-toplevel
                 record_event(cluster, service, 'FailedToExpose', 'cannot listen on %s:%d: %s' % (address, listen_port, exc), 'Warning', 'kube-proxy')
+        if self.kernel is not None:
+            self._forward_in_kernel(cluster, service, [k for k in self.proxies if k[:2] == (namespace, name)])
 
-    def _picker(self, namespace, name, service_port):
+    def _forward_in_kernel(self, cluster, service, proxy_keys):
+        for _ns, _name, address, listen_port, service_port in proxy_keys:
+            try:
+                self.kernel.forward(address, listen_port, self._endpoints(service, service_port))
+                self.pumped.discard((address, listen_port))
+            except (OSError, subprocess.SubprocessError) as exc:
+                self.pumped.add((address, listen_port))  # the userspace listener carries this address
+                from .manager import record_event  # pylint: disable=import-outside-toplevel
+                record_event(cluster, service, 'FailedToForward', 'cannot set the kernel rules of %s:%d: %s' % (address, listen_port, exc),
+                             'Warning', 'kube-proxy')
+
+    def _endpoints(self, service, service_port):
+        """(pod IP, target port) of each ready pod behind ``service_port``."""
+        port = next((p for p in service['spec'].get('ports') or [] if p.get('port') == service_port), None)
+        if port is None:
+            return []
+        targets = ((pod['status']['podIP'], _target_port(pod, port)) for pod in ready_pods(self.cluster, service))
+        return [(address, number) for address, number in targets if number]
+
+    def _picker(self, namespace, name, service_port, address, listen_port):
         def pick():
-            service = self.cluster.store.get_ref('', 'services', namespace, name)
-            if service is None:
+            if self.kernel is not None and (address, listen_port) not in self.pumped:
+                # No rule for it yet (no ready endpoint, or the rule is being set): refused, as kube-proxy's
+                # REJECT rule refuses a Service without endpoints. Pumped, it would break when its rule
+                # came: the kernel then rewrites the rest of the connection's packets to the pod.
                 return None
-            port = next((p for p in service['spec'].get('ports') or [] if p.get('port') == service_port), None)
-            pods = ready_pods(self.cluster, service)
-            if not pods or port is None:
+            service = self.cluster.store.get_ref('', 'services', namespace, name)
+            endpoints = self._endpoints(service, service_port) if service is not None else []
+            if not endpoints:
                 return None
             self.turn += 1
-            pod = pods[self.turn % len(pods)]
-            target = _target_port(pod, port)
-            return (pod['status']['podIP'], target) if target else None
+            return endpoints[self.turn % len(endpoints)]
         return pick
 
     def stop(self):
         for proxy in self.proxies.values():
             proxy.close()
         self.proxies.clear()
+        if self.kernel is not None:
+            self.kernel.close()
 
 
 def install(manager):
