@@ -30,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent.wire import ProtocolError
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import Backend, BackendError, NotFound
+from ansible_collections.ferry.kube.plugins.module_utils.pool.direct_io import AlignedBuffers
 
 JOB, REQUEST, REPLY, PROGRESS, RESULT, FAILURE, LANES, LANE = range(40, 48)
 OPERATIONS = ('write', 'replace', 'write_deferred', 'flush', 'read', 'list', 'delete', 'size')
@@ -52,8 +53,8 @@ class SharedChannel:
         with self._lock:
             self.channel.send(kind, header, payload, compress)
 
-    def recv(self):
-        return self.channel.recv()
+    def recv(self, into=None):
+        return self.channel.recv(into)
 
 
 # -- the agent's side ---------------------------------------------------------------------------------
@@ -181,17 +182,20 @@ def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=No
     job failed on the agent.
     """
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='ferry-relay')
+    buffers = _PackBuffers(workers)
     lanes = []
     try:
         while True:
-            kind, header, payload = shared.recv()
+            kind, header, payload, buffer = buffers.recv(shared)
             if kind == REQUEST:
-                pool.submit(_answer, shared, backend, header, payload)
-            elif kind == PROGRESS:
+                buffers.answer_in(pool, shared, backend, header, payload, buffer)
+                continue
+            buffers.release(payload, buffer)  # (no other frame carries a pack)
+            if kind == PROGRESS:
                 if on_progress is not None:
                     on_progress(header)
             elif kind == LANES:
-                lanes.extend(_open_lanes(header, open_lane, pool, backend))
+                lanes.extend(_open_lanes(header, open_lane, pool, backend, buffers))
             elif kind == RESULT:
                 return header
             elif kind == FAILURE:
@@ -207,30 +211,82 @@ def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=No
             thread.join(LANE_TIMEOUT)
             lane.sock.close()
         pool.shutdown(wait=True)
+        buffers.close()
 
 
-def _open_lanes(header, open_lane, pool, backend):
+def _open_lanes(header, open_lane, pool, backend, buffers):
     """Connect the lanes the agent asked for; each is served by a thread of its own until the agent closes it."""
     opened = []
     for index in range(int(header.get('count') or 0) if open_lane is not None else 0):
         lane = open_lane()
         lane.send(LANE, {'token': header.get('token'), 'index': index})
         shared = SharedChannel(lane)
-        thread = threading.Thread(target=_serve_lane, args=(shared, backend, pool), name='ferry-lane-%d' % index, daemon=True)
+        thread = threading.Thread(target=_serve_lane, args=(shared, backend, pool, buffers), name='ferry-lane-%d' % index, daemon=True)
         thread.start()
         opened.append((lane, thread))
     return opened
 
 
-def _serve_lane(shared, backend, pool):
+def _serve_lane(shared, backend, pool, buffers):
     try:
         while True:
-            kind, header, payload = shared.recv()
+            kind, header, payload, buffer = buffers.recv(shared)
             if kind != REQUEST:
+                buffers.release(payload, buffer)
                 raise ProtocolError('unexpected frame %d on a lane' % kind)
-            pool.submit(_answer, shared, backend, header, payload)
+            buffers.answer_in(pool, shared, backend, header, payload, buffer)
     except (EOFError, OSError, ProtocolError):
         pass  # the worker that used it is done (or gone: its job reports that on the main connection)
+
+
+class _PackBuffers:
+    """Aligned buffers, reused, that the control node receives packs into.
+
+    A pack the agent uploads was received into a new bytearray (zero-filled, its pages faulted in)
+    and copied into an aligned buffer to be written around the page cache. Received into one of
+    these, it is written from where it arrived, and the buffer goes back when the write is answered.
+    """
+
+    SIZE = 32 * 1024 * 1024  # a pack (16 MiB by default) and its last blob; larger payloads get a bytearray
+
+    def __init__(self, workers):
+        self.buffers = AlignedBuffers(self.SIZE, keep=workers + 2)  # one per serving thread, and one being received
+
+    def recv(self, shared):
+        """``shared.recv()`` and the buffer its payload is in (None: a payload of its own)."""
+        taken = []
+
+        def into(size):
+            if size > self.SIZE:
+                return None
+            taken.append(self.buffers.get())
+            return taken[-1]
+
+        kind, header, payload = shared.recv(into=into)  # (a buffer of a frame cut short is left to the collector)
+        if taken and not isinstance(payload, memoryview):  # it arrived compressed: the payload is a copy
+            self.buffers.put(taken.pop())
+        return kind, header, payload, (taken[0] if taken else None)
+
+    def answer_in(self, pool, shared, backend, header, payload, buffer):
+        """Answer the request on one of ``pool``'s threads, then take ``buffer`` back."""
+        if buffer is None:
+            pool.submit(_answer, shared, backend, header, payload)
+            return
+
+        def answer():
+            try:
+                _answer(shared, backend, header, payload)
+            finally:
+                self.release(payload, buffer)
+        pool.submit(answer)
+
+    def release(self, payload, buffer):
+        if buffer is not None:
+            payload.release()
+            self.buffers.put(buffer)
+
+    def close(self):
+        self.buffers.close()
 
 
 def _answer(shared, backend, header, payload):

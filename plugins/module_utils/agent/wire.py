@@ -126,10 +126,13 @@ class Channel:
             self.sock.sendall(self._outgoing)
             del self._outgoing[:]
 
-    def recv(self):
+    def recv(self, into=None):
         """(kind, header, payload); raises EOFError when the peer closed cleanly between frames.
 
-        A payload is bytes, or a bytearray when it is larger than RECEIVE_BUFFER (packs, big chunks)."""
+        A payload is bytes, or a bytearray when it is larger than RECEIVE_BUFFER (packs, big chunks).
+        ``into(size)`` may give a writable buffer of at least ``size`` bytes for such a payload (a
+        reused, aligned one): the payload is then a memoryview of its first bytes, unless it arrived
+        compressed. None there means a new bytearray."""
         if self._outgoing is not None:
             self.flush()  # the peer may be waiting for them before it answers
         prefix = self._read(_FRAME.size, allow_eof=True)
@@ -137,7 +140,7 @@ class Channel:
         if head_len > MAX_HEADER or body_len > MAX_PAYLOAD:
             raise ProtocolError('frame too large (%d header, %d payload bytes)' % (head_len, body_len))
         header = msgpack.unpackb(self._read(head_len), raw=False) if head_len else {}
-        body = self._read(body_len) if body_len else b''
+        body = self._read(body_len, into=into) if body_len else b''
         self.bytes_received += _FRAME.size + head_len + body_len
         if 'z' in header:
             body = self._decompressor.decompress(body, max_output_size=header['z'])
@@ -145,12 +148,13 @@ class Channel:
                 raise ProtocolError('payload decompressed to %d bytes, header said %d' % (len(body), header['z']))
         return kind, header, body
 
-    def _read(self, count, allow_eof=False):
+    def _read(self, count, allow_eof=False, into=None):
         """``count`` bytes: from what earlier reads brought ahead, then from the socket."""
         have = self._incoming_end - self._incoming_at
         view = self._incoming_view
         if count > len(self._incoming):  # a big payload: the rest is read straight into its own buffer
-            payload = bytearray(count)
+            given = into(count) if into is not None else None
+            payload = memoryview(given)[:count] if given is not None else bytearray(count)
             payload[:have] = view[self._incoming_at:self._incoming_end]
             self._incoming_at = self._incoming_end = 0
             with memoryview(payload) as target:

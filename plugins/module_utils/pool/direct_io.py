@@ -250,6 +250,13 @@ class AlignedBuffers:
                 return
         buffer.close()
 
+    def close(self):
+        """Unmap the buffers kept for reuse (those still out are unmapped when put back, or collected)."""
+        with self.lock:
+            free, self.free, self.keep = self.free, [], 0
+        for buffer in free:
+            buffer.close()
+
 
 def create_and_write(path, data):
     """A new file holding ``data`` (packs): written around the page cache where possible."""

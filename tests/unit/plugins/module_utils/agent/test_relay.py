@@ -15,7 +15,7 @@ import pytest
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent import relay, wire
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
-from ansible_collections.ferry.kube.plugins.module_utils.pool import crypto
+from ansible_collections.ferry.kube.plugins.module_utils.pool import crypto, direct_io
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import BackendError, LocalBackend, NotFound
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup, read_metadata
 from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool
@@ -235,6 +235,43 @@ def test_backup_then_restore_through_the_relay_gives_back_the_tree(tmp_path, lin
     expected['db/wal/000001']['sha256'] = hashlib.sha256(b'wal record ' * 30000).hexdigest()  # what the point holds
     assert describe_tree(target) == expected
     assert os.stat(os.path.join(target, 'db/wal/000002')).st_ino == os.stat(os.path.join(target, 'db/wal/000002.hardlink')).st_ino
+
+
+class PackWriteRecorder(LocalBackend):
+    """Records, for each pack written, whether it came as an aligned buffer (written direct, no copy)."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.packs = []
+
+    def write_deferred(self, key, data):
+        if key.startswith('data/'):
+            self.packs.append(isinstance(data, memoryview) and direct_io.is_aligned(data))
+        super().write_deferred(key, data)
+
+
+def test_the_control_node_writes_uploaded_packs_from_the_aligned_buffers_they_arrived_in(tmp_path, link):
+    Pool.create(LocalBackend(str(tmp_path / 'pool')), PASSPHRASE, settings={'pack_size': 2 * 1024 * 1024}).close()
+    recorder = PackWriteRecorder(str(tmp_path / 'pool'))
+    source = str(tmp_path / 'source')
+    os.makedirs(source)
+    rng = random.Random(11)
+    for index in range(6):
+        with open(os.path.join(source, 'file-%d' % index), 'wb') as handle:
+            handle.write(rng.randbytes(2 * 1024 * 1024 + index))
+    agent, tls = link(run_job)
+    result = control(tls, {'op': 'backup', 'passphrase': PASSPHRASE, 'location': recorder.location, 'group': 'g',
+                           'volumes': {'data': source}}, recorder)
+    agent.join()
+    assert agent.error is None and result['stats']['packs'] >= 5
+    assert len(recorder.packs) >= 5 and all(recorder.packs)
+
+    target = str(tmp_path / 'restored')
+    agent, tls = link(run_job)
+    control(tls, {'op': 'restore', 'passphrase': PASSPHRASE, 'location': recorder.location, 'point': result['point'],
+                  'volumes': {'data': target}}, recorder)
+    agent.join()
+    assert describe_tree(target) == describe_tree(source)  # what was written from the reused buffers is what was sent
 
 
 class FlakyBackend(LocalBackend):
@@ -486,8 +523,8 @@ class CutAfterHello:
         self.channel.send(kind, header, payload, compress)
         self.sock.shutdown(socket.SHUT_RDWR)
 
-    def recv(self):
-        return self.channel.recv()
+    def recv(self, into=None):
+        return self.channel.recv(into)
 
 
 def test_a_lane_lost_mid_restore_fails_the_job_clearly_and_nothing_hangs(tmp_path, link, pool):

@@ -182,6 +182,37 @@ def test_frames_of_every_size_cross_the_receive_buffer_intact():
     right.close()
 
 
+def test_a_big_payload_lands_in_the_buffer_the_receiver_gives():
+    left, right = socket.socketpair()
+    left.settimeout(30)
+    outgoing, incoming = wire.Channel(left), wire.Channel(right)
+    raw = os.urandom(wire.RECEIVE_BUFFER + 5000)
+    packed = b'compressible ' * (wire.RECEIVE_BUFFER // 6)
+    given, asked = [], []
+
+    def into(size):
+        asked.append(size)
+        given.append(bytearray(size + 4096))
+        return given[-1]
+
+    def send_all():
+        outgoing.send(1, {}, b'small', compress=False)
+        outgoing.send(2, {}, raw, compress=False)
+        outgoing.send(3, {}, packed)
+
+    received = []
+    reader = threading.Thread(target=lambda: received.extend(incoming.recv(into) for _frame in range(3)))
+    reader.start()
+    send_all()
+    reader.join(30)
+    (_k1, _h1, small), (_k2, _h2, big), (_k3, header, unpacked) = received
+    assert small == b'small' and asked[0] == len(raw)  # small frames go through the channel's own buffer
+    assert isinstance(big, memoryview) and big.obj is given[0] and big == raw
+    assert 'z' in header and unpacked == packed and isinstance(unpacked, bytes)  # compressed: decompressed into a payload of its own
+    left.close()
+    right.close()
+
+
 def test_a_batching_channel_sends_what_waits_before_it_reads():
     left, right = socket.socketpair()
     asking, answering = wire.Channel(left, batch=True), wire.Channel(right)
