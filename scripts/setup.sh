@@ -13,6 +13,7 @@ command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)  # so ansible-test sanity lints the scripts too
+command -v iptables-restore >/dev/null || need_apt+=(iptables)  # the sandbox's NodePorts forwarded in the kernel, as kube-proxy does
 command -v mkfs.btrfs >/dev/null || need_apt+=(btrfs-progs)  # the sandbox's copy-on-write volumes (a test, bench/sync --cow-volumes btrfs)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"

@@ -7,6 +7,7 @@ need=()
 command -v rsync >/dev/null || need+=(rsync)
 command -v restic >/dev/null || need+=(restic)
 [ -x /usr/bin/time ] || need+=(time)
+command -v iptables-restore >/dev/null || need+=(iptables)  # the sandbox's NodePorts in the kernel, as on a cluster
 case " $* " in
   *" --cow-volumes btrfs "* | *" --cow-volumes=btrfs "*) command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs) ;;
   *" --cow-volumes "*) command -v mkfs.xfs >/dev/null || need+=(xfsprogs) ;;
