@@ -384,12 +384,19 @@ def span_overlap(run, first, second):
                for label, start, end in spans if label == first for other, other_start, other_end in spans if other == second)
 
 
-def service_forwarding():
-    """How the sandbox's NodePorts carry the agents' connections: in the kernel as kube-proxy does, or through its userspace proxy."""
+def sandbox_pid(state):
+    """The process of the sandbox clusters (their pods are its children)."""
+    with open(os.path.join(state, 'state.json'), encoding='utf-8') as handle:
+        return json.load(handle)['pid']
+
+
+def service_forwarding(state):
+    """How the sandbox's NodePorts carry the agents' connections: in the kernel as kube-proxy does (the sandbox
+    process holds DNAT chains), or through its userspace proxy."""
     from ferry_sandbox.controllers import kernel_forwarding  # pylint: disable=import-outside-toplevel (as in sandbox_copy)
-    if kernel_forwarding.available():
+    if kernel_forwarding.chains_of(sandbox_pid(state)):
         return 'in the kernel (DNAT rules per ready pod, as kube-proxy\'s iptables mode)'
-    return 'the sandbox\'s userspace proxy (a process per connection, splice(2); not root or no iptables)'
+    return 'the sandbox\'s userspace proxy (a process per connection, splice(2): not root, no iptables, or no right to use it)'
 
 
 def sandbox_share(run):
@@ -425,7 +432,7 @@ def report(args, bench, runs, versions):
     print('snapshot mechanism: %s (the sandbox CSI driver: a snapshot and a clone are each a copy of the volume, cp -a --reflink=auto or a btrfs subvolume snapshot)%s'
           % (runs[0]['passthrough full']['ferry']['result']['volumes'][0]['mechanism'],
              COW_VOLUMES.get(args.cow_volumes, '')))
-    print('Service forwarding: %s' % service_forwarding())
+    print('Service forwarding: %s' % service_forwarding(bench.state))
     print()
     head = '%-44s %-24s %-24s %8s %-15s %s'
     print(head % ('figure (seconds)', 'ferry', 'peer', 'ratio', 'target', 'met'))
@@ -543,9 +550,7 @@ def cpu_seconds(state):
     own = os.times()
     mine = own.user + own.system + own.children_user + own.children_system
     try:
-        with open(os.path.join(state, 'state.json'), encoding='utf-8') as handle:
-            pid = json.load(handle)['pid']
-        with open('/proc/%d/stat' % pid, encoding='ascii') as handle:
+        with open('/proc/%d/stat' % sandbox_pid(state), encoding='ascii') as handle:
             stat = handle.read().rsplit(')', 1)[1].split()
         mine += sum(int(v) for v in stat[11:15]) / tick  # utime stime cutime cstime: pods are the sandbox's children
     except (OSError, ValueError, KeyError):

@@ -250,7 +250,7 @@ class _PackBuffers:
     SIZE = 32 * 1024 * 1024  # a pack (16 MiB by default) and its last blob; larger payloads get a bytearray
 
     def __init__(self, workers):
-        self.buffers = AlignedBuffers(self.SIZE, keep=workers + 2)  # one per serving thread, and one being received
+        self.buffers = AlignedBuffers(self.SIZE, keep=workers + 2)  # one per serving thread, and one being received (more: unmapped)
 
     def recv(self, shared):
         """``shared.recv()`` and the buffer its payload is in (None: a payload of its own)."""

@@ -248,14 +248,21 @@ class AlignedBuffers:
             if len(self.free) < self.keep:
                 self.free.append(buffer)
                 return
-        buffer.close()
+        _unmap(buffer)
 
     def close(self):
         """Unmap the buffers kept for reuse (those still out are unmapped when put back, or collected)."""
         with self.lock:
             free, self.free, self.keep = self.free, [], 0
         for buffer in free:
-            buffer.close()
+            _unmap(buffer)
+
+
+def _unmap(buffer):
+    try:
+        buffer.close()
+    except BufferError:
+        pass  # a view of it is still alive somewhere (a traceback's frame): unmapped when the last one goes
 
 
 def create_and_write(path, data):

@@ -5,17 +5,19 @@ it, so the bytes of a sync never pass through a process of the node. The sandbox
 (pump.py) cannot do that: even with splice(2), every byte crossed a second loopback TCP connection,
 which on the sync benchmark cost about 2 CPU-seconds and 0.6-0.9 s of a 1.5 GB staged restore that
 a real cluster does not pay. So, where the sandbox may change the nat table (root, with iptables),
-each exposed address gets DNAT rules in a chain of this sandbox process's own, one rule per ready
-endpoint, chosen at random per connection as kube-proxy's rules do. The userspace listener stays:
+each exposed address gets DNAT rules in a chain of its cluster's own, one rule per ready endpoint,
+chosen at random per connection as kube-proxy's rules do. The userspace listener stays:
 it holds the port and refuses what reaches it, as kube-proxy's REJECT rule refuses a Service without
 endpoints; a client retries, as it must on a cluster, where kube-proxy's rules follow a pod's
-readiness by a moment too. It must not carry such a connection: once a rule for its address is
-set, the kernel rewrites the connection's remaining packets to the pod, which resets it (seen in a
-benchmark run: the sink accepted the pumped connection, the source's went dead). Only an address
-whose rules could not be set is carried by the userspace proxy; elsewhere it carries them all.
+readiness by a moment too. It must not carry such a connection: on our kernel (6.18) a DNAT rule set
+for an address while a connection to it is open resets that connection (seen in a benchmark run,
+where the sink accepted a pumped connection and the source's end went dead; reproduced with two
+sockets and one rule, also with the nat chain hooked before the connection opened). An address whose
+rules could not be set is left to the userspace proxy for good; without the kernel it carries them all.
 
 ``FERRY_SANDBOX_PROXY=userspace`` turns this off. A chain whose sandbox process is gone (killed) is
-removed by the next sandbox that starts.
+removed by the next sandbox that starts (liveness is the process id: sandboxes in separate PID
+namespaces that share one network namespace are not supported).
 """
 
 import os
@@ -25,7 +27,7 @@ import subprocess
 import threading
 
 CHAIN_PREFIX = 'FERRY-SBX-'
-_JUMP = re.compile(r'^-A OUTPUT -j (%s(\d+)-[\d-]+)$' % re.escape(CHAIN_PREFIX))
+_CHAIN = re.compile(r'^-N (%s(\d+)-[\d-]+)$' % re.escape(CHAIN_PREFIX))
 
 
 def _iptables(*args, check=True):
@@ -41,9 +43,12 @@ def _restore(chain, rules):
 
 
 def _remove_chain(chain):
-    _iptables('-D', 'OUTPUT', '-j', chain, check=False)
-    _iptables('-F', chain, check=False)
-    _iptables('-X', chain, check=False)
+    """Best effort: unhook, flush and delete ``chain``."""
+    for args in (('-D', 'OUTPUT', '-j', chain), ('-F', chain), ('-X', chain)):
+        try:
+            _iptables(*args, check=False)
+        except (OSError, subprocess.SubprocessError):
+            pass
 
 
 def _alive(pid):
@@ -57,17 +62,23 @@ def _alive(pid):
 
 
 def sweep_stale():
-    """Remove the chains of sandbox processes that are gone."""
-    listing = _iptables('-S', 'OUTPUT', check=False).stdout
-    for line in listing.splitlines():
-        match = _JUMP.match(line.strip())
+    """Remove the chains of sandbox processes that are gone (hooked into OUTPUT or not)."""
+    for line in _iptables('-S', check=False).stdout.splitlines():
+        match = _CHAIN.match(line.strip())
         if match and not _alive(int(match.group(2))):
             _remove_chain(match.group(1))
 
 
 def available():
+    """Whether the sandbox should try the kernel (``KernelForwarding.create`` tells whether it may)."""
     return (os.environ.get('FERRY_SANDBOX_PROXY', 'kernel') != 'userspace' and os.geteuid() == 0
             and shutil.which('iptables') is not None and shutil.which('iptables-restore') is not None)
+
+
+def chains_of(pid):
+    """The chains a sandbox process holds now (what a benchmark reports, whatever ``available`` says)."""
+    listing = _iptables('-S', check=False).stdout if available() else ''
+    return [match.group(1) for match in map(_CHAIN.match, listing.splitlines()) if match and int(match.group(2)) == pid]
 
 
 class KernelForwarding:
@@ -75,8 +86,9 @@ class KernelForwarding:
 
     def __init__(self, chain):
         self.chain = chain
-        self.rules = {}
+        self.rules = {}  # what the kernel holds: changed only after a restore succeeded
         self.lock = threading.Lock()
+        self.closed = False
 
     @classmethod
     def create(cls, tag):
@@ -94,30 +106,34 @@ class KernelForwarding:
         return cls(chain)
 
     def forward(self, address, port, endpoints):
-        """Send new connections to (address, port) to one of ``endpoints``; none: leave them to the listener."""
+        """Send new connections to (address, port) to one of ``endpoints``; none: leave them to the listener.
+        Raises OSError (the kernel's rules unchanged) when iptables-restore fails."""
         key = (address, int(port))
         wanted = sorted(endpoints)
         with self.lock:
-            if self.rules.get(key, []) == wanted:
-                return
+            if self.closed or self.rules.get(key, []) == wanted:
+                return  # (closed: a late reconcile must not make the chain again)
+            rules = dict(self.rules)
             if wanted:
-                self.rules[key] = wanted
+                rules[key] = wanted
             else:
-                self.rules.pop(key, None)
-            _restore(self.chain, self._rules())
+                rules.pop(key, None)
+            _restore(self.chain, self._lines(rules))
+            self.rules = rules
 
-    def _rules(self):
+    def _lines(self, rules):
         lines = []
-        for (address, port), endpoints in sorted(self.rules.items()):
+        for (address, port), endpoints in sorted(rules.items()):
             for index, (ip, target) in enumerate(endpoints):
                 rule = '-A %s -d %s/32 -p tcp -m tcp --dport %d' % (self.chain, address, port)
                 left = len(endpoints) - index
                 if left > 1:  # one of ``left`` equally: the rules after this one share the rest
-                    rule += ' -m statistic --mode random --probability %.5f' % (1.0 / left)
+                    rule += ' -m statistic --mode random --probability %.10f' % (1.0 / left)
                 lines.append('%s -j DNAT --to-destination %s:%d' % (rule, ip, target))
         return lines
 
     def close(self):
         with self.lock:
-            self.rules.clear()
+            self.closed = True
+            self.rules = {}
             _remove_chain(self.chain)

@@ -157,7 +157,8 @@ class Exposure:
         for proxy_key in [k for k in self.proxies if k[:2] == (namespace, name) and k not in wanted]:
             self.proxies.pop(proxy_key).close()
             if self.kernel is not None:
-                self.kernel.forward(proxy_key[2], proxy_key[3], [])
+                self._forward_in_kernel(cluster, service, proxy_key[2], proxy_key[3], [])
+                self.pumped.discard(proxy_key[2:4])
         for proxy_key in wanted - set(self.proxies):
             _ns, _name, address, listen_port, service_port = proxy_key
             try:
@@ -166,15 +167,22 @@ class Exposure:
                 from .manager import record_event  # pylint: disable=import-outside-toplevel
                 record_event(cluster, service, 'FailedToExpose', 'cannot listen on %s:%d: %s' % (address, listen_port, exc), 'Warning', 'kube-proxy')
         if self.kernel is not None:
-            self._forward_in_kernel(cluster, service, [k for k in self.proxies if k[:2] == (namespace, name)])
+            for _ns, _name, address, listen_port, service_port in [k for k in self.proxies if k[:2] == (namespace, name)]:
+                if (address, listen_port) not in self.pumped:
+                    self._forward_in_kernel(cluster, service, address, listen_port, self._endpoints(service, service_port))
 
-    def _forward_in_kernel(self, cluster, service, proxy_keys):
-        for _ns, _name, address, listen_port, service_port in proxy_keys:
+    def _forward_in_kernel(self, cluster, service, address, listen_port, endpoints):
+        try:
+            self.kernel.forward(address, listen_port, endpoints)
+        except (OSError, subprocess.SubprocessError) as exc:
+            # The userspace listener carries this address from now on: a rule set later would reset the
+            # connections it carries then. Rules the address had before are dropped if the kernel lets us.
+            self.pumped.add((address, listen_port))
             try:
-                self.kernel.forward(address, listen_port, self._endpoints(service, service_port))
-                self.pumped.discard((address, listen_port))
-            except (OSError, subprocess.SubprocessError) as exc:
-                self.pumped.add((address, listen_port))  # the userspace listener carries this address
+                self.kernel.forward(address, listen_port, [])
+            except (OSError, subprocess.SubprocessError):
+                pass
+            if service is not None:
                 from .manager import record_event  # pylint: disable=import-outside-toplevel
                 record_event(cluster, service, 'FailedToForward', 'cannot set the kernel rules of %s:%d: %s' % (address, listen_port, exc),
                              'Warning', 'kube-proxy')
@@ -191,8 +199,8 @@ class Exposure:
         def pick():
             if self.kernel is not None and (address, listen_port) not in self.pumped:
                 # No rule for it yet (no ready endpoint, or the rule is being set): refused, as kube-proxy's
-                # REJECT rule refuses a Service without endpoints. Pumped, it would break when its rule
-                # came: the kernel then rewrites the rest of the connection's packets to the pod.
+                # REJECT rule refuses a Service without endpoints. Pumped, it would be reset once its rule
+                # came (see kernel_forwarding.py).
                 return None
             service = self.cluster.store.get_ref('', 'services', namespace, name)
             endpoints = self._endpoints(service, service_port) if service is not None else []

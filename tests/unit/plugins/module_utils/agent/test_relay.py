@@ -274,6 +274,22 @@ def test_the_control_node_writes_uploaded_packs_from_the_aligned_buffers_they_ar
     assert describe_tree(target) == describe_tree(source)  # what was written from the reused buffers is what was sent
 
 
+class ArrivedCompressed:
+    """A channel whose one big frame came compressed: received into the buffer given, handed on decompressed."""
+
+    def recv(self, into=None):
+        into(2 * 1024 * 1024)[:4] = b'zstd'
+        return relay.REQUEST, {'op': 'write'}, b'the decompressed payload'
+
+
+def test_a_pack_buffer_comes_back_at_once_when_the_payload_arrived_compressed():
+    buffers = relay._PackBuffers(workers=2)  # pylint: disable=protected-access
+    kind, _header, payload, buffer = buffers.recv(ArrivedCompressed())
+    assert (kind, payload, buffer) == (relay.REQUEST, b'the decompressed payload', None)
+    assert len(buffers.buffers.free) == 1  # the buffer it was received into is free again
+    buffers.close()
+
+
 class FlakyBackend(LocalBackend):
     """A local pool whose deletes fail with an unexpected exception."""
 
