@@ -80,14 +80,23 @@ def fresh_copy(original, target):
     subprocess.run(['cp', '-a', original, target], check=True)
 
 
-def mount_loop(image, mountpoint, mkfs, size):
+def mount_loop(image, mountpoint, mkfs, size, direct_io=False):
     """A new file system, made by the ``mkfs`` command (its argv without the device), in a sparse file of
-    ``size`` bytes at ``image``, mounted at ``mountpoint`` through a loop device (needs root)."""
+    ``size`` bytes at ``image``, mounted at ``mountpoint`` through a loop device (needs root). With
+    ``direct_io`` the loop device reads and writes the file around the host's page cache, as a block
+    device would: buffered, every byte is cached twice and the image file's dirty pages are written back
+    in bursts that stall both tools. Returns whether the loop device does direct I/O."""
     with open(image, 'wb') as handle:
         handle.truncate(size)
     subprocess.run(mkfs + [image], check=True, stdout=subprocess.DEVNULL)
     os.makedirs(mountpoint, exist_ok=True)
     subprocess.run(['mount', '-o', 'loop', image, mountpoint], check=True)
+    devices = subprocess.run(['losetup', '-n', '-O', 'NAME', '-j', image], capture_output=True, text=True, check=False).stdout.split()
+    if not direct_io or not devices:
+        return False
+    subprocess.run(['losetup', '--direct-io=on', devices[0]], check=False, stderr=subprocess.DEVNULL)
+    state = subprocess.run(['losetup', '-n', '-O', 'DIO', '-l', devices[0]], capture_output=True, text=True, check=False).stdout.strip()
+    return state == '1'
 
 
 def unmount_loop(image, mountpoint):

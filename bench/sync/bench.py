@@ -432,6 +432,9 @@ def report(args, bench, runs, versions):
     print('snapshot mechanism: %s (the sandbox CSI driver: a snapshot and a clone are each a copy of the volume, cp -a --reflink=auto or a btrfs subvolume snapshot)%s'
           % (runs[0]['passthrough full']['ferry']['result']['volumes'][0]['mechanism'],
              COW_VOLUMES.get(args.cow_volumes, '')))
+    if args.cow_volumes:
+        print('loop device: %s' % ('direct I/O (the image file is not cached a second time, as a block device\'s data is not)' if args.loop_direct
+                                   else 'buffered (the image file is cached a second time and written back in bursts)'))
     print('Service forwarding: %s' % service_forwarding(bench.state))
     print()
     head = '%-44s %-24s %-24s %8s %-15s %s'
@@ -558,14 +561,15 @@ def cpu_seconds(state):
     return busy, mine
 
 
-def mount_cow(work, mountpoint, kind):
+def mount_cow(work, mountpoint, kind, direct_io):
     """An XFS file system with reflinks (cp --reflink=auto then shares extents) or a btrfs one (the sandbox's volumes
-    are then subvolumes, its snapshots subvolume snapshots) in a sparse file, mounted at ``mountpoint``."""
+    are then subvolumes, its snapshots subvolume snapshots) in a sparse file, mounted at ``mountpoint``; returns
+    whether its loop device does direct I/O."""
     mkfs = {'xfs': ['mkfs.xfs', '-q', '-f', '-m', 'reflink=1'], 'btrfs': ['mkfs.btrfs', '-q', '-f']}[kind]
     for tool in (mkfs[0],) + (('btrfs',) if kind == 'btrfs' else ()):
         if not shutil.which(tool):
             raise SystemExit('--cow-volumes %s needs %s (bench/sync/run.sh --cow-volumes %s installs it)' % (kind, tool, kind))
-    mount_loop(os.path.join(work, 'cow.img'), mountpoint, mkfs, 64 * 2 ** 30)
+    return mount_loop(os.path.join(work, 'cow.img'), mountpoint, mkfs, 64 * 2 ** 30, direct_io=direct_io)
 
 
 def unmount_cow(work, mountpoint):
@@ -588,6 +592,9 @@ def main():
     parser.add_argument('--cow-volumes', nargs='?', const='xfs', choices=sorted(COW_VOLUMES),
                         help='run everything but the pristine dataset on an XFS (default) or btrfs file system (a loop device), so that the sandbox\'s '
                              'snapshots and clones are copy-on-write, as a real CSI driver\'s are (needs root, and mkfs.xfs or mkfs.btrfs)')
+    parser.add_argument('--loop-io', choices=('direct', 'buffered'), default='direct',
+                        help='with --cow-volumes: the loop device reads and writes its image file around the host\'s page cache (direct, as a '
+                             'block device would; from run N on) or through it (buffered: runs H-M)')
     args = parser.parse_args()
     for tool in ('rsync', 'restic', 'diff'):
         if not shutil.which(tool):
@@ -600,7 +607,7 @@ def main():
     try:
         original = dataset(args.work or bench_dir or work, args.scale, 'orig-%s' % args.scale)
         if args.cow_volumes:
-            mount_cow(work, data, args.cow_volumes)
+            args.loop_direct = mount_cow(work, data, args.cow_volumes, args.loop_io == 'direct')
         shutil.rmtree(state, ignore_errors=True)  # volume directories outlive a sandbox
         kubeconfigs = sandbox_up(state, ['source', 'dr'])
         sys.path.insert(0, COLLECTIONS)
