@@ -91,8 +91,10 @@ def mount_loop(image, mountpoint, mkfs, size, direct_io=False):
     subprocess.run(mkfs + [image], check=True, stdout=subprocess.DEVNULL)
     os.makedirs(mountpoint, exist_ok=True)
     subprocess.run(['mount', '-o', 'loop', image, mountpoint], check=True)
+    if not direct_io:
+        return False
     devices = subprocess.run(['losetup', '-n', '-O', 'NAME', '-j', image], capture_output=True, text=True, check=False).stdout.split()
-    if not direct_io or not devices:
+    if not devices:
         return False
     subprocess.run(['losetup', '--direct-io=on', devices[0]], check=False, stderr=subprocess.DEVNULL)
     state = subprocess.run(['losetup', '-n', '-O', 'DIO', '-l', devices[0]], capture_output=True, text=True, check=False).stdout.strip()

@@ -178,10 +178,11 @@ class Exposure:
             # The userspace listener carries this address from now on: a rule set later would reset the
             # connections it carries then. Rules the address had before are dropped if the kernel lets us.
             self.pumped.add((address, listen_port))
-            try:
-                self.kernel.forward(address, listen_port, [])
-            except (OSError, subprocess.SubprocessError):
-                pass
+            if endpoints:  # (asking for none is what just failed otherwise)
+                try:
+                    self.kernel.forward(address, listen_port, [])
+                except (OSError, subprocess.SubprocessError):
+                    pass
             if service is not None:
                 from .manager import record_event  # pylint: disable=import-outside-toplevel
                 record_event(cluster, service, 'FailedToForward', 'cannot set the kernel rules of %s:%d: %s' % (address, listen_port, exc),
