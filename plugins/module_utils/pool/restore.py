@@ -6,7 +6,8 @@ Every chunk is authenticated, decompressed and checked against its keyed hash be
 written, and every file's size is checked after, so a restore either gives back the bytes that
 were backed up or names the file it could not. Chunks of zeros become holes (sparse files come
 back sparse): without being read when they were stored compressed, else as a big file's writer
-finds their zero blocks. Directory times are set last, after their contents.
+finds their zero blocks. Directory times are set last, after their contents, and each target's
+file system is synced before the restore returns: a restore is done when its data is on disk.
 """
 
 from __future__ import annotations
@@ -83,6 +84,14 @@ class Restore:
         with self.progress, self._executor() as executor:
             for name, target in sorted(self.targets.items()):
                 results[name] = self._volume(name, target, executor)
+        # what is still in the page cache would be lost with the node (a DR restore is then followed
+        # by a failover onto it); syncfs, not sync: only the file systems written, once each
+        synced = set()
+        for stats in results.values():
+            device = os.stat(stats['target']).st_dev
+            if device not in synced:
+                synced.add(device)
+                walk.sync_filesystem(stats['target'])
         return results
 
     def _volume(self, name, target, executor):

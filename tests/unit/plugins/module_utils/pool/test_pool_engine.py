@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.ferry.kube.plugins.module_utils.pool import backup as backup_mod, format as fmt
+from ansible_collections.ferry.kube.plugins.module_utils.pool import backup as backup_mod, format as fmt, restore as restore_mod
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import LocalBackend
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup, read_metadata
 from ansible_collections.ferry.kube.plugins.module_utils.pool.check import check
@@ -89,6 +89,21 @@ def test_a_point_restores_every_kind_of_entry_byte_for_byte(pool, source, tmp_pa
     assert sparse.st_blocks * 512 < 1024 * 1024, 'the holes of a sparse file come back as holes'
     assert os.stat(os.path.join(target, 'hard')).st_ino == os.stat(os.path.join(target, 'dir/big.bin')).st_ino
     assert point['stats']['files'] == 4 and point['tags'] == {'app': 'web'}
+
+
+def test_a_restore_syncs_each_target_file_system_once_after_its_files_are_written(pool, source, tmp_path, monkeypatch):
+    point = Backup(pool, {'data': source, 'more': source}).run()
+    synced = []
+
+    def sync_filesystem(path):  # what the targets hold when the sync is asked for
+        synced.append((path, [describe(target) == describe(source) for target in targets.values()]))
+
+    monkeypatch.setattr(restore_mod.walk, 'sync_filesystem', sync_filesystem)
+    targets = {'data': str(tmp_path / 'out' / 'data'), 'more': str(tmp_path / 'out' / 'more')}
+    Restore(reopen(pool), point, targets).run()
+    # both targets are on one file system: one syncfs, once every volume is complete
+    assert synced == [(targets['data'], [True, True])]
+    assert describe(targets['data']) == describe(source)
 
 
 def test_an_incremental_reads_only_what_changed_and_is_logically_full(pool, source, tmp_path):
