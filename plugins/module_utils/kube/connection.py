@@ -158,6 +158,32 @@ class Cluster:
     def get(self, path, **query):
         return self.request('GET', path, query=query or None)[1]
 
+    def wait_for_change(self, path, resource_version, seconds):
+        """Wait until the object at ``path`` changes after ``resource_version``, at most about ``seconds``
+        (a watch of its collection, selected by name): a waiter then looks again when the object
+        changed, not at its next poll. True when a change (or the watch's end by an error event, such as
+        an expired version) came; False when the time ran out. Raises ApiError when the server
+        refuses the watch (no permission, no such collection): the caller then polls instead.
+        """
+        collection, name = path.rsplit('/', 1)
+        query = [('watch', 'true'), ('fieldSelector', 'metadata.name=%s' % name), ('resourceVersion', resource_version or ''),
+                 ('timeoutSeconds', max(1, int(seconds + 0.999)))]
+        try:
+            response = self.api_client.call_api(
+                collection, 'GET', query_params=query, header_params={'Accept': 'application/json'}, auth_settings=['BearerToken'],
+                _preload_content=False, _return_http_data_only=True, _request_timeout=seconds + self.request_timeout)
+        except Exception as exc:  # pylint: disable=broad-except
+            raise translate_error(exc, self, method='WATCH', path=collection) from None
+        try:
+            for data in response.stream(decode_content=True):
+                if data.strip():
+                    return True  # an event: what it says is read by looking again
+            return False
+        except Exception as exc:  # pylint: disable=broad-except
+            raise translate_error(exc, self, method='WATCH', path=collection) from None
+        finally:
+            response.close()  # a watch left mid-stream cannot go back to the pool
+
     # -- derived views ----------------------------------------------------------------------
     @property
     def dynamic(self):

@@ -2,6 +2,8 @@
 
 import copy
 import json
+import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -55,8 +57,14 @@ class FakeCluster:
             return self.objects.pop(path)
         raise AssertionError('unexpected %s %s' % (method, path))
 
+    def wait_for_change(self, path, resource_version, seconds):
+        """Nothing here changes by itself: a watch sees no change (and tests do not wait for its time to run out)."""
+        self.calls.append(('WATCH', path, resource_version))
+        time.sleep(min(seconds, 0.01))
+        return False
+
     def writes(self):
-        return [(method, path) for method, path, _body in self.calls if method != 'GET']
+        return [(method, path) for method, path, _body in self.calls if method not in ('GET', 'WATCH')]
 
 
 def _selected(item, selector):
@@ -216,6 +224,80 @@ def test_a_load_balancer_agent_is_reached_at_its_ingress(pki):
     assert Agent(hostname, 's1', spec(exposure='LoadBalancer'), pki).start(timeout=5) == ('abc.elb.example.com', 8443)
     address = ready_cluster(exposure_status={'loadBalancer': {'ingress': [{'ip': '198.51.100.7'}]}})
     assert Agent(address, 's1', spec(exposure='LoadBalancer'), pki).start(timeout=5) == ('198.51.100.7', 8443)
+
+
+class ChangingCluster(FakeCluster):
+    """The agent's pod becomes ready at its ``changes_at``-th look; a watch wakes up at that change (or is refused)."""
+
+    def __init__(self, refuse_watch=False, changes_at=3):
+        super().__init__({'/api/v1/nodes/node-1': {'metadata': {'name': 'node-1'},
+                                                  'status': {'addresses': [{'type': 'InternalIP', 'address': '10.0.0.5'}]}}}, self._created)
+        self.refuse_watch = refuse_watch
+        self.changes_at = changes_at
+        self.looks = 0
+
+    def _created(self, path, body):
+        if '/pods/' in path:
+            body['spec']['nodeName'] = 'node-1'
+            body['metadata']['resourceVersion'] = '7'
+            body['status'] = {'phase': 'Pending', 'conditions': [{'type': 'Ready', 'status': 'False'}]}
+        if '/services/' in path:
+            body['spec']['ports'][0]['nodePort'] = 31234
+
+    def get(self, path, **params):
+        if '/pods/' in path:
+            self.looks += 1
+            if self.looks >= self.changes_at:
+                self.objects[path]['status'] = {'phase': 'Running', 'conditions': [{'type': 'Ready', 'status': 'True'}]}
+        return super().get(path, **params)
+
+    def wait_for_change(self, path, resource_version, seconds):
+        self.calls.append(('WATCH', path, resource_version))
+        if self.refuse_watch:
+            raise ApiError('pods is forbidden: cannot watch', status=403)
+        return True
+
+
+def test_an_agent_waits_for_its_pod_to_change_and_polls_where_the_cluster_will_not_watch(pki):
+    cluster = ChangingCluster()
+    agent = Agent(cluster, 's1', spec(), pki)
+    assert agent.start(timeout=30) == ('10.0.0.5', 31234)
+    pod = BASE + '/pods/' + agent.name
+    # each look at the pod is followed by a watch from the version it saw, until the pod is ready
+    assert [call[:2] for call in cluster.calls if call[1] == pod] == [('GET', pod), ('WATCH', pod), ('GET', pod), ('WATCH', pod), ('GET', pod)]
+    assert [call[2] for call in cluster.calls if call[0] == 'WATCH'] == ['7', '7']
+
+    refused = ChangingCluster(refuse_watch=True)
+    agent = Agent(refused, 's1', spec(), pki)
+    assert agent.start(timeout=30) == ('10.0.0.5', 31234)
+    assert [call[0] for call in refused.calls if call[1] == BASE + '/pods/' + agent.name] == ['GET', 'WATCH', 'GET', 'GET'], \
+        'asked to watch once, then polled'
+
+
+def test_a_watch_ends_when_the_object_changes_or_its_time_runs_out(sandbox_cluster, connect):
+    cluster = connect(sandbox_cluster('source'))
+    cluster.request('POST', '/api/v1/namespaces', body={'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': NS}})
+    path = BASE + '/configmaps/settings'
+    cluster.request('POST', BASE + '/configmaps', body={'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'settings'}, 'data': {'a': '1'}})
+    cluster.request('POST', BASE + '/configmaps', body={'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'other'}, 'data': {'a': '1'}})
+    version = cluster.get(path)['metadata']['resourceVersion']
+
+    def change(name):
+        time.sleep(0.3)
+        cluster.request('PATCH', '%s/configmaps/%s' % (BASE, name), body={'data': {'a': '2'}}, content_type='application/merge-patch+json')
+
+    # another object's change does not end the watch: its time does
+    other = threading.Thread(target=change, args=('other',))
+    other.start()
+    assert cluster.wait_for_change(path, version, 1) is False
+    other.join()
+
+    changed = threading.Thread(target=change, args=('settings',))
+    changed.start()
+    assert cluster.wait_for_change(path, version, 30) is True
+    changed.join()
+    # a change made before the watch, after the version the waiter saw, is seen too
+    assert cluster.wait_for_change(path, version, 30) is True
 
 
 def test_an_agent_that_never_gets_ready_fails_with_its_phase_and_reason(pki):
