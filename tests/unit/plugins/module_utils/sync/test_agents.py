@@ -230,8 +230,8 @@ class ChangingCluster(FakeCluster):
     """The agent's pod becomes ready at its ``changes_at``-th look; a watch wakes up at that change (or is refused)."""
 
     def __init__(self, refuse_watch=False, changes_at=3):
-        super().__init__({'/api/v1/nodes/node-1': {'metadata': {'name': 'node-1'},
-                                                  'status': {'addresses': [{'type': 'InternalIP', 'address': '10.0.0.5'}]}}}, self._created)
+        node = {'metadata': {'name': 'node-1'}, 'status': {'addresses': [{'type': 'InternalIP', 'address': '10.0.0.5'}]}}
+        super().__init__({'/api/v1/nodes/node-1': node}, self._created)
         self.refuse_watch = refuse_watch
         self.changes_at = changes_at
         self.looks = 0
