@@ -204,9 +204,10 @@ class Agent:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
-        if self._watching:
+        version = (pod.get('metadata') or {}).get('resourceVersion')
+        if self._watching and version:  # (without a version a watch would start with the pod as it is: at once)
             try:
-                self.cluster.wait_for_change(path, (pod.get('metadata') or {}).get('resourceVersion'), min(remaining, WATCH_SECONDS))
+                self.cluster.wait_for_change(path, version, min(remaining, WATCH_SECONDS))
                 return
             except ClusterError:
                 self._watching = False

@@ -57,12 +57,6 @@ class FakeCluster:
             return self.objects.pop(path)
         raise AssertionError('unexpected %s %s' % (method, path))
 
-    def wait_for_change(self, path, resource_version, seconds):
-        """Nothing here changes by itself: a watch sees no change (and tests do not wait for its time to run out)."""
-        self.calls.append(('WATCH', path, resource_version))
-        time.sleep(min(seconds, 0.01))
-        return False
-
     def writes(self):
         return [(method, path) for method, path, _body in self.calls if method not in ('GET', 'WATCH')]
 
@@ -234,12 +228,14 @@ class ChangingCluster(FakeCluster):
         super().__init__({'/api/v1/nodes/node-1': node}, self._created)
         self.refuse_watch = refuse_watch
         self.changes_at = changes_at
+        self.versioned = True
         self.looks = 0
 
     def _created(self, path, body):
         if '/pods/' in path:
             body['spec']['nodeName'] = 'node-1'
-            body['metadata']['resourceVersion'] = '7'
+            if self.versioned:
+                body['metadata']['resourceVersion'] = '7'
             body['status'] = {'phase': 'Pending', 'conditions': [{'type': 'Ready', 'status': 'False'}]}
         if '/services/' in path:
             body['spec']['ports'][0]['nodePort'] = 31234
@@ -272,6 +268,13 @@ def test_an_agent_waits_for_its_pod_to_change_and_polls_where_the_cluster_will_n
     assert agent.start(timeout=30) == ('10.0.0.5', 31234)
     assert [call[0] for call in refused.calls if call[1] == BASE + '/pods/' + agent.name] == ['GET', 'WATCH', 'GET', 'GET'], \
         'asked to watch once, then polled'
+
+    unversioned = ChangingCluster()
+    unversioned.versioned = False
+    agent = Agent(unversioned, 's1', spec(), pki)
+    assert agent.start(timeout=30) == ('10.0.0.5', 31234)
+    assert [call[0] for call in unversioned.calls if call[1] == BASE + '/pods/' + agent.name] == ['GET', 'GET', 'GET'], \
+        'a pod without a resourceVersion is polled: a watch from no version would end at once'
 
 
 def test_a_watch_ends_when_the_object_changes_or_its_time_runs_out(sandbox_cluster, connect):
