@@ -136,24 +136,28 @@ class Cluster:
 
         Bypasses the client's model deserialisation, which dominates the cost of large lists.
         """
+        response = self._call(method, path, list((query or {}).items()), body, content_type, timeout or self.request_timeout)
+        data = response.data
+        return response.status, (json.loads(data) if data else None)
+
+    def _call(self, method, path, query_params, body=None, content_type=None, timeout=None, what=None):
+        """The raw response (urllib3's, unread) of one API call; client errors become ClusterErrors."""
         headers = {'Accept': 'application/json'}
         if body is not None:
             headers['Content-Type'] = content_type or 'application/json'
         try:
-            response = self.api_client.call_api(
+            return self.api_client.call_api(
                 path, method.upper(),
-                query_params=list((query or {}).items()),
+                query_params=query_params,
                 header_params=headers,
                 body=body,
                 auth_settings=['BearerToken'],
                 _preload_content=False,
                 _return_http_data_only=True,
-                _request_timeout=timeout or self.request_timeout,
+                _request_timeout=timeout,
             )
         except Exception as exc:  # pylint: disable=broad-except
-            raise translate_error(exc, self, method=method, path=path) from None
-        data = response.data
-        return response.status, (json.loads(data) if data else None)
+            raise translate_error(exc, self, method=what or method, path=path) from None
 
     def get(self, path, **query):
         return self.request('GET', path, query=query or None)[1]
@@ -168,12 +172,7 @@ class Cluster:
         collection, name = path.rsplit('/', 1)
         query = [('watch', 'true'), ('fieldSelector', 'metadata.name=%s' % name), ('resourceVersion', resource_version or ''),
                  ('timeoutSeconds', max(1, int(seconds + 0.999)))]
-        try:
-            response = self.api_client.call_api(
-                collection, 'GET', query_params=query, header_params={'Accept': 'application/json'}, auth_settings=['BearerToken'],
-                _preload_content=False, _return_http_data_only=True, _request_timeout=seconds + self.request_timeout)
-        except Exception as exc:  # pylint: disable=broad-except
-            raise translate_error(exc, self, method='WATCH', path=collection) from None
+        response = self._call('GET', collection, query, timeout=seconds + self.request_timeout, what='WATCH')
         try:
             for data in response.stream(decode_content=True):
                 if data.strip():
