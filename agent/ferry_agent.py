@@ -24,6 +24,8 @@ import traceback
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent import mover, wire
 
+HANDSHAKE_TIMEOUT = 30.0
+
 
 def emit(record):
     sys.stdout.write(json.dumps(record, sort_keys=True) + '\n')
@@ -63,11 +65,10 @@ class Listener:
         self.socket.settimeout(timeout)
         while True:
             conn, peer = self.socket.accept()
-            conn.settimeout(None)
-            wire.keep_alive(conn)
+            conn.settimeout(HANDSHAKE_TIMEOUT)  # a peer that connects and says nothing does not hold the listener
             try:
-                tls = self.context.wrap_socket(conn, server_side=True)
-                wire.require_role(tls, self.roles)
+                tls = wire.accept(conn, self.context, self.roles)
+                tls.settimeout(None)
             except (OSError, wire.ProtocolError) as exc:
                 emit({'event': 'refused', 'peer': peer[0], 'reason': str(exc)})
                 conn.close()

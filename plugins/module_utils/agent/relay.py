@@ -205,7 +205,7 @@ def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=No
     finally:
         for lane, thread in lanes:  # the job is over (or failed): wake the lane's reader and let it go
             try:
-                socket.socket.shutdown(lane.sock, socket.SHUT_RDWR)  # the plain socket's: a TLS shutdown would wait for the agent
+                lane.sock.shutdown(socket.SHUT_RDWR)  # the TCP connection's: a TLS shutdown would wait for the agent
             except OSError:
                 pass
             thread.join(LANE_TIMEOUT)

@@ -20,6 +20,7 @@ try:
 except ImportError:  # pragma: no cover - reported by the callers
     HAS_WIRE_DEPS = False
 
+from ansible_collections.ferry.kube.plugins.module_utils.agent.tls import TlsStream
 from ansible_collections.ferry.kube.plugins.module_utils.pool.compression import CompressionProbe
 
 _FRAME = struct.Struct('>BII')
@@ -41,6 +42,9 @@ def server_context(ca_file, cert_file, key_file):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.verify_mode = ssl.CERT_REQUIRED
+    # No session tickets: no connection is ever resumed (each has its own handshake), and a ticket is a handshake
+    # message after the handshake, which the client's first read handles while another thread may be writing
+    context.num_tickets = 0
     context.load_verify_locations(ca_file)
     context.load_cert_chain(cert_file, key_file)
     return context
@@ -67,8 +71,8 @@ def peer_role(peer_cert_dict):
     return None
 
 
-def require_role(tls_socket, allowed):
-    role = peer_role(tls_socket.getpeercert())
+def require_role(tls, allowed):
+    role = peer_role(tls.getpeercert())
     if role not in allowed:
         raise ProtocolError('peer certificate role %r is not one of %s' % (role, ', '.join(sorted(allowed))))
     return role
@@ -197,12 +201,23 @@ def keep_alive(sock, idle=60, interval=15, count=4):
 
 
 def connect(address, context, timeout=30.0):
+    """A TLS connection to ``address`` (the handshake within ``timeout``, as the connect; then the socket's timeout is kept)."""
     host, port = address
     raw = socket.create_connection((host, port), timeout=timeout)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     keep_alive(raw)
     try:
-        return context.wrap_socket(raw, server_side=False)
+        return TlsStream(raw, context, server_side=False)
     except Exception:
         raw.close()
         raise
+
+
+def accept(raw, context, allowed):
+    """The server's side of an accepted connection, once its peer's certificate has one of the ``allowed`` roles;
+    the caller closes ``raw`` on failure."""
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    keep_alive(raw)
+    tls = TlsStream(raw, context, server_side=True)
+    require_role(tls, allowed)
+    return tls

@@ -174,7 +174,7 @@ def run_in_process(tmp_path, pki, source, target, state, sync_id, cut_after=None
     def serve():
         conn, _peer = listener.accept()
         try:
-            outcome['sink'] = mover.Sink(target, state, wire.Channel(server_ctx.wrap_socket(conn, server_side=True))).run()
+            outcome['sink'] = mover.Sink(target, state, wire.Channel(wire.accept(conn, server_ctx, {'source'}))).run()
         except (EOFError, OSError, wire.ProtocolError) as exc:
             outcome['sink_error'] = exc
     thread = threading.Thread(target=serve)

@@ -53,8 +53,7 @@ class Agent:
     def _serve(self):
         try:
             conn, _peer = self.listener.accept()
-            tls = self.context.wrap_socket(conn, server_side=True)
-            wire.require_role(tls, {'control'})
+            tls = wire.accept(conn, self.context, {'control'})
             try:
                 self.result = self.work(wire.Channel(tls), self.accept) if self.lanes else self.work(wire.Channel(tls))
             finally:
@@ -67,9 +66,7 @@ class Agent:
     def accept(self, timeout):
         self.listener.settimeout(timeout)
         conn, _peer = self.listener.accept()
-        tls = self.context.wrap_socket(conn, server_side=True)
-        wire.require_role(tls, {'control'})
-        return wire.Channel(tls)
+        return wire.Channel(wire.accept(conn, self.context, {'control'}))
 
     def join(self, timeout=HANG):
         self.thread.join(timeout)
@@ -98,9 +95,8 @@ def link(tmp_path):
 
         def connect():
             tls = wire.connect(agent.address, context(wire.client_context, 'control'), timeout=HANG)
-            # Blocking, as staged.control_channel leaves it: the relay reads and writes one TLS socket from
-            # several threads, which Python's ssl survives only in blocking mode (with a timeout, reads
-            # see spurious ends of stream while another thread writes).
+            # Blocking, as staged.control_channel leaves it: the relay reads and writes one TLS connection from
+            # several threads, and a read that timed out would leave a frame half read.
             tls.settimeout(None)
             opened.append(tls)
             return tls

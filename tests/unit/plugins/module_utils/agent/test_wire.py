@@ -11,22 +11,7 @@ import pytest
 from ansible_collections.ferry.kube.plugins.module_utils.agent import wire
 from ansible_collections.ferry.kube.plugins.module_utils.pool import compression
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
-
-
-def write_bundle(directory, bundle, prefix):
-    paths = {}
-    for name, text in bundle.items():
-        path = os.path.join(directory, '%s-%s' % (prefix, name))
-        with open(path, 'w', encoding='ascii') as handle:
-            handle.write(text)
-        paths[name] = path
-    return paths
-
-
-def contexts(tmp_path, pki, role, server=False, hosts=('127.0.0.1',)):
-    paths = write_bundle(str(tmp_path), pki.bundle(role, '%s-agent' % role, hosts), '%s-%s' % (pki.sync_id, role))
-    make = wire.server_context if server else wire.client_context
-    return make(paths['ca.crt'], paths['tls.crt'], paths['tls.key'])
+from sync_tls import contexts
 
 
 class EchoServer:
@@ -44,8 +29,7 @@ class EchoServer:
     def _serve(self):
         conn, _addr = self.listener.accept()
         try:
-            tls = self.context.wrap_socket(conn, server_side=True)
-            wire.require_role(tls, self.allowed)
+            tls = wire.accept(conn, self.context, self.allowed)
             channel = wire.Channel(tls)
             while True:
                 try:

@@ -1,0 +1,209 @@
+"""TLS through memory buffers: what crosses is intact, records are taken many at a time, ends are ends."""
+
+import hashlib
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from ansible_collections.ferry.kube.plugins.module_utils.agent import tls as tls_stream, wire
+from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
+from sync_tls import contexts
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """``pair(server_wrap=None)`` -> (client TlsStream, server side): the server side as ``server_wrap(conn,
+    context)`` makes it (default: Ferry's own accept); each connected over loopback with per-sync certificates."""
+    pki = SyncPKI.create('tls-test')
+    server_context = contexts(tmp_path, pki, 'sink', server=True)
+    client_context = contexts(tmp_path, pki, 'source')
+    opened = []
+
+    def make(server_wrap=None):
+        listener = socket.create_server(('127.0.0.1', 0))
+        accepted = {}
+
+        def serve():
+            conn, _peer = listener.accept()
+            conn.settimeout(30)
+            opened.append(conn)
+            accepted['tls'] = server_wrap(conn, server_context) if server_wrap else wire.accept(conn, server_context, {'source'})
+        thread = threading.Thread(target=serve)
+        thread.start()
+        client = wire.connect(listener.getsockname(), client_context, timeout=30)
+        thread.join(30)
+        listener.close()
+        opened.append(client)
+        return client, accepted['tls']
+    yield make
+    for each in opened:
+        each.close()
+
+
+def receive_exactly(stream, count):
+    buffer = bytearray(count)
+    got = 0
+    while got < count:
+        read = stream.recv_into(memoryview(buffer)[got:], count - got)
+        assert read, 'the connection ended after %d of %d bytes' % (got, count)
+        got += read
+    return bytes(buffer)
+
+
+def test_both_directions_at_once_arrive_intact(pair):
+    client, server = pair()
+    upward, downward = os.urandom(5 * 1024 * 1024 + 17), os.urandom(3 * 1024 * 1024 + 5)
+    received = {}
+
+    def server_side():  # reads in its own thread while another writes, as the relay does
+        writer = threading.Thread(target=server.sendall, args=(downward,))
+        writer.start()
+        received['up'] = receive_exactly(server, len(upward))
+        writer.join(30)
+    thread = threading.Thread(target=server_side)
+    thread.start()
+    writer = threading.Thread(target=client.sendall, args=(memoryview(upward),))
+    writer.start()
+    received['down'] = receive_exactly(client, len(downward))
+    writer.join(30)
+    thread.join(30)
+    assert hashlib.sha256(received['up']).digest() == hashlib.sha256(upward).digest()
+    assert received['down'] == downward
+    assert client.version() == 'TLSv1.3' and server.cipher()[1] == 'TLSv1.3'
+
+
+def test_one_read_takes_every_record_already_received(pair):
+    client, server = pair()
+    sent = os.urandom(600 * 1024)  # about 38 records of 16 KiB
+    client.sendall(sent)
+    deadline = time.monotonic() + 10
+    buffer = bytearray(2 * len(sent))
+    got = 0
+    while got < len(sent) and time.monotonic() < deadline:
+        got += server.recv_into(memoryview(buffer)[got:])
+    assert bytes(buffer[:got]) == sent
+    # through an SSLSocket every read stops at a record's end; here each read drains what the socket brought
+    reads_needed = []
+    client.sendall(sent)
+    time.sleep(0.2)  # all of it in the server's socket buffer
+    got = 0
+    while got < len(sent):
+        read = server.recv_into(memoryview(buffer)[got:])
+        reads_needed.append(read)
+        got += read
+    assert max(reads_needed) > 16 * 1024 * 8, reads_needed
+
+
+def test_a_connection_closed_or_half_closed_without_a_word_reads_as_the_end(pair):
+    client, server = pair()
+    server.sendall(b'hello')
+    assert receive_exactly(client, 5) == b'hello'  # (and the session tickets: closed unread, they would reset the connection)
+    client.sendall(b'last words')
+    client.close()  # no close_notify (as SSLSocket.close): a cut connection
+    assert receive_exactly(server, 10) == b'last words'
+    assert server.recv_into(bytearray(100)) == 0
+    client, server = pair()
+    server.sendall(b'bye')
+    server.shutdown(socket.SHUT_WR)  # the TCP connection's, as the relay wakes a lane's reader
+    assert receive_exactly(client, 3) == b'bye'
+    assert client.recv_into(bytearray(100)) == 0
+
+
+def test_it_speaks_to_an_ssl_socket_peer(pair):
+    """The same TLS 1.3 on the wire: an agent or control node still on SSLSocket understands it."""
+    client, server = pair(lambda conn, context: context.wrap_socket(conn, server_side=True))
+    payload = os.urandom(2 * 1024 * 1024)
+    thread = threading.Thread(target=client.sendall, args=(payload,))
+    thread.start()
+    assert receive_exactly(server, len(payload)) == payload
+    thread.join(30)
+    server.sendall(b'answer')
+    assert receive_exactly(client, 6) == b'answer'
+    assert wire.peer_role(client.getpeercert()) == 'sink'
+
+
+def test_a_peer_that_never_speaks_times_the_handshake_out(tmp_path):
+    pki = SyncPKI.create('tls-silent')
+    listener = socket.create_server(('127.0.0.1', 0))
+    try:
+        started = time.monotonic()
+        with pytest.raises(socket.timeout):
+            wire.connect(listener.getsockname(), contexts(tmp_path, pki, 'source'), timeout=0.5)
+        assert time.monotonic() - started < 10
+    finally:
+        listener.close()
+
+
+def test_a_peer_that_closes_during_the_handshake_is_named(tmp_path):
+    pki = SyncPKI.create('tls-gone')
+    listener = socket.create_server(('127.0.0.1', 0))
+
+    def hang_up():
+        conn, _peer = listener.accept()
+        conn.recv(1024)
+        conn.close()
+    thread = threading.Thread(target=hang_up)
+    thread.start()
+    try:
+        with pytest.raises(ConnectionError, match='during the TLS handshake'):
+            tls_stream.TlsStream(socket.create_connection(listener.getsockname(), timeout=10), contexts(tmp_path, pki, 'source'), server_side=False)
+    finally:
+        thread.join(10)
+        listener.close()
+
+
+def test_reads_waiting_for_records_while_another_thread_writes_see_no_false_end(pair):
+    """Many small writes and reads at once on both sides: a read that runs out of records while a write
+    happens on another thread must wait for more, not report the end of the stream."""
+    client, server = pair()
+    messages = [os.urandom(size) for size in [1, 7, 300, 5000, 17000, 40] * 150]
+    total = sum(len(message) for message in messages)
+
+    def echo():  # reads on one thread, writes back on another as the data comes
+        pending = []
+        condition = threading.Condition()
+
+        def writer():
+            sent = 0
+            while sent < total:
+                with condition:
+                    condition.wait_for(lambda: pending)
+                    data = b''.join(pending)
+                    del pending[:]
+                server.sendall(data)
+                sent += len(data)
+        thread = threading.Thread(target=writer)
+        thread.start()
+        got, buffer = 0, bytearray(64 * 1024)
+        while got < total:
+            read = server.recv_into(buffer)
+            assert read, 'a false end of stream on the echoing side'
+            with condition:
+                pending.append(bytes(buffer[:read]))
+                condition.notify()
+            got += read
+        thread.join(30)
+    errors = []
+
+    def echo_or_fail():
+        try:
+            echo()
+        except Exception as exc:  # pylint: disable=broad-except
+            errors.append(exc)
+    echoing = threading.Thread(target=echo_or_fail)
+    echoing.start()
+
+    def send_all():
+        for message in messages:
+            client.sendall(message)
+    sending = threading.Thread(target=send_all)
+    sending.start()
+    try:
+        assert receive_exactly(client, total) == b''.join(messages)
+    finally:
+        sending.join(30)
+        echoing.join(30)
+    assert not errors
