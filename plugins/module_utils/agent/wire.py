@@ -4,7 +4,7 @@
 
 A frame is ``>BII`` (kind, header length, payload length), a msgpack header and a payload. Payloads
 are zstd-compressed on the wire unless compression does not pay (the header says which), so data
-is always encrypted (TLS 1.3) and compressed between agents and the control node.
+is always encrypted (TLS 1.3, ``tls.TlsStream``) and compressed between agents and the control node.
 """
 
 from __future__ import annotations
