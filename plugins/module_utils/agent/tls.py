@@ -72,7 +72,7 @@ class TlsStream:
         peer closed the connection (then 0, whether it said so or not, as ``SSLSocket`` with ragged EOFs
         suppressed). Every whole record already received is taken, without waiting for more."""
         with memoryview(buffer) as view:
-            nbytes = nbytes or len(view)
+            nbytes = min(nbytes, len(view)) if nbytes else len(view)
             got = 0
             while got < nbytes:
                 try:

@@ -207,3 +207,11 @@ def test_reads_waiting_for_records_while_another_thread_writes_see_no_false_end(
         sending.join(30)
         echoing.join(30)
     assert not errors
+
+
+def test_a_read_asked_for_more_than_its_buffer_holds_fills_the_buffer(pair):
+    client, server = pair()
+    client.sendall(b'0123456789abcdef')
+    buffer = bytearray(10)
+    assert server.recv_into(buffer, 100) == 10 and buffer == b'0123456789'
+    assert receive_exactly(server, 6) == b'abcdef'
