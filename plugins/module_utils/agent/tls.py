@@ -76,9 +76,12 @@ class TlsStream:
             got = 0
             while got < nbytes:
                 try:
-                    got += self._tls.read(nbytes - got, view[got:nbytes])
+                    read = self._tls.read(nbytes - got, view[got:nbytes])
+                    if not read:  # the peer's close_notify
+                        break
+                    got += read
                     continue
-                except ssl.SSLZeroReturnError:  # the peer's close_notify
+                except ssl.SSLZeroReturnError:  # (the same, as some versions of Python say it)
                     break
                 except (ssl.SSLWantReadError, ssl.SSLEOFError):
                     # no whole record left. (It may be reported as an end of stream: OpenSSL keeps "wants to read" in

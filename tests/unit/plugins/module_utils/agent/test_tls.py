@@ -215,3 +215,22 @@ def test_a_read_asked_for_more_than_its_buffer_holds_fills_the_buffer(pair):
     buffer = bytearray(10)
     assert server.recv_into(buffer, 100) == 10 and buffer == b'0123456789'
     assert receive_exactly(server, 6) == b'abcdef'
+
+
+def test_a_peer_that_says_goodbye_ends_the_stream(pair):
+    """An SSLSocket peer's unwrap() sends close_notify: the data before it is read, then the end."""
+    client, server = pair(lambda conn, context: context.wrap_socket(conn, server_side=True))
+    server.sendall(b'bye')
+    def say_goodbye():
+        try:
+            server.unwrap()  # sends close_notify, then waits for the answer, which never comes
+        except OSError:
+            pass  # the connection closed under it
+    closing = threading.Thread(target=say_goodbye)
+    closing.start()
+    assert receive_exactly(client, 3) == b'bye'
+    assert client.recv_into(bytearray(10)) == 0
+    assert client.recv_into(bytearray(10)) == 0
+    client.close()
+    closing.join(30)
+    assert not closing.is_alive()
