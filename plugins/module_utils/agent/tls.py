@@ -19,6 +19,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 
 SEND_BYTES = 512 * 1024  # encrypted and sent in steps of this much: the peer starts on it while the rest is sealed
 RECEIVE_BYTES = 1024 * 1024  # one socket read brings up to this much (about 64 records)
@@ -40,19 +41,28 @@ class TlsStream:
         self._handshake()
 
     def _handshake(self):
+        """The handshake, within the socket's timeout as a whole (a peer that trickles bytes gets no more time)."""
+        timeout = self.raw.gettimeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
                 self._tls.do_handshake()
                 break
             except ssl.SSLWantReadError:
                 self._flush()
+                if deadline is not None:
+                    self.raw.settimeout(max(0.001, deadline - time.monotonic()))
                 data = self.raw.recv(HANDSHAKE_READ)
                 if not data:
                     raise ConnectionError('the peer closed the connection during the TLS handshake') from None
                 self._incoming.write(data)
             except ssl.SSLError:
-                self._flush()  # the alert that tells the peer why
+                try:
+                    self._flush()  # the alert that tells the peer why
+                except OSError:
+                    pass  # (gone already: the handshake's error is the one to report)
                 raise
+        self.raw.settimeout(timeout)
         self._flush()  # the last flight (the client's Finished)
 
     def _flush(self):
@@ -99,8 +109,9 @@ class TlsStream:
         if count:
             self._incoming.write(self._received_view[:count])
         else:
+            # Not told to OpenSSL (write_eof): its read would then fail the connection with an alert written
+            # into the outgoing buffer from this thread, while a writing thread may be using that buffer.
             self._ended = True
-            self._incoming.write_eof()
 
     def getpeercert(self, binary_form=False):
         return self._tls.getpeercert(binary_form)

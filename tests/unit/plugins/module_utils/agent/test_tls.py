@@ -105,6 +105,9 @@ def test_a_connection_closed_or_half_closed_without_a_word_reads_as_the_end(pair
     client.close()  # no close_notify (as SSLSocket.close): a cut connection
     assert receive_exactly(server, 10) == b'last words'
     assert server.recv_into(bytearray(100)) == 0
+    assert server.recv_into(bytearray(100)) == 0
+    # the reader wrote nothing (an alert for the cut) where a writing thread may be sealing its data
+    assert server._outgoing.pending == 0  # pylint: disable=protected-access
     client, server = pair()
     server.sendall(b'bye')
     server.shutdown(socket.SHUT_WR)  # the TCP connection's, as the relay wakes a lane's reader
@@ -234,3 +237,39 @@ def test_a_peer_that_says_goodbye_ends_the_stream(pair):
     client.close()
     closing.join(30)
     assert not closing.is_alive()
+
+
+def test_a_peer_that_trickles_its_handshake_gets_no_more_time_than_the_timeout(tmp_path):
+    """The agent's handshake timeout is for the whole handshake, not for each read of it."""
+    pki = SyncPKI.create('tls-trickle')
+    listener = socket.create_server(('127.0.0.1', 0))
+    outcome = {}
+
+    def serve():
+        conn, _peer = listener.accept()
+        conn.settimeout(0.6)
+        started = time.monotonic()
+        try:
+            wire.accept(conn, contexts(tmp_path, pki, 'sink', server=True), {'source'})
+        except OSError as exc:
+            outcome['error'] = exc
+        outcome['seconds'] = time.monotonic() - started
+        conn.close()
+    thread = threading.Thread(target=serve)
+    thread.start()
+    client = socket.create_connection(listener.getsockname(), timeout=10)
+    try:
+        for byte in b'\x16\x03\x01\x00\xff' + bytes(10):  # a record's header, then its body, a byte every 0.2 s
+            if 'seconds' in outcome:
+                break
+            try:
+                client.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.2)
+        thread.join(10)
+    finally:
+        client.close()
+        listener.close()
+    assert isinstance(outcome.get('error'), socket.timeout)
+    assert outcome['seconds'] < 1.5
