@@ -224,6 +224,7 @@ def test_a_peer_that_says_goodbye_ends_the_stream(pair):
     """An SSLSocket peer's unwrap() sends close_notify: the data before it is read, then the end."""
     client, server = pair(lambda conn, context: context.wrap_socket(conn, server_side=True))
     server.sendall(b'bye')
+
     def say_goodbye():
         try:
             server.unwrap()  # sends close_notify, then waits for the answer, which never comes
