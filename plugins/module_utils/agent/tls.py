@@ -125,9 +125,6 @@ class TlsStream:
     def settimeout(self, timeout):
         self.raw.settimeout(timeout)
 
-    def fileno(self):
-        return self.raw.fileno()
-
     def shutdown(self, how=socket.SHUT_RDWR):
         """The TCP connection's (no TLS close_notify, which would wait for the peer): wakes a thread blocked reading."""
         self.raw.shutdown(how)

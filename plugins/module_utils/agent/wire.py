@@ -204,10 +204,8 @@ def connect(address, context, timeout=30.0):
     """A TLS connection to ``address`` (the handshake within ``timeout``, as the connect; then the socket's timeout is kept)."""
     host, port = address
     raw = socket.create_connection((host, port), timeout=timeout)
-    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    keep_alive(raw)
     try:
-        return TlsStream(raw, context, server_side=False)
+        return TlsStream(_tuned(raw), context, server_side=False)
     except Exception:
         raw.close()
         raise
@@ -216,8 +214,14 @@ def connect(address, context, timeout=30.0):
 def accept(raw, context, allowed):
     """The server's side of an accepted connection, once its peer's certificate has one of the ``allowed`` roles;
     the caller closes ``raw`` on failure."""
-    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    keep_alive(raw)
-    tls = TlsStream(raw, context, server_side=True)
+    tls = TlsStream(_tuned(raw), context, server_side=True)
     require_role(tls, allowed)
     return tls
+
+
+def _tuned(raw):
+    """``raw`` as both ends of a connection want it: frames sent at once (whole TLS flights go in one write
+    anyway), and a vanished peer noticed."""
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    keep_alive(raw)
+    return raw
