@@ -18,6 +18,12 @@ files is mostly per-file Python work, which threads of one interpreter cannot sh
 connection cannot be shared between processes, so the agent asks for *lanes*: the control node
 opens that many more connections, each says which job it serves, and each worker process takes one
 for its own storage requests. The job's first connection keeps the index, progress and result.
+
+On a lane, the ranges of packs the control node sends back are clear segments (``TlsStream.send_clear``),
+when the agent says it takes them: they are sealed already (compressed, and each chunk encrypted under the
+pool's key with its name in the associated data, so a changed or swapped byte fails the restore), and TLS
+only sealed them a second time. The requests, every other reply and the lane's handshake (mutual TLS, the
+job's token) stay in TLS: who may read the pool, and what, is as before.
 """
 
 from __future__ import annotations
@@ -49,9 +55,9 @@ class SharedChannel:
         self.channel = channel
         self._lock = threading.Lock()
 
-    def send(self, kind, header=None, payload=b'', compress=True):
+    def send(self, kind, header=None, payload=b'', compress=True, clear=False):
         with self._lock:
-            self.channel.send(kind, header, payload, compress)
+            self.channel.send(kind, header, payload, compress, clear)
 
     def recv(self, into=None):
         return self.channel.recv(into)
@@ -217,24 +223,25 @@ def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=No
 def _open_lanes(header, open_lane, pool, backend, buffers):
     """Connect the lanes the agent asked for; each is served by a thread of its own until the agent closes it."""
     opened = []
+    clear = bool(header.get('clear'))  # (an agent of an earlier release reads every reply through TLS)
     for index in range(int(header.get('count') or 0) if open_lane is not None else 0):
         lane = open_lane()
         lane.send(LANE, {'token': header.get('token'), 'index': index})
         shared = SharedChannel(lane)
-        thread = threading.Thread(target=_serve_lane, args=(shared, backend, pool, buffers), name='ferry-lane-%d' % index, daemon=True)
+        thread = threading.Thread(target=_serve_lane, args=(shared, backend, pool, buffers, clear), name='ferry-lane-%d' % index, daemon=True)
         thread.start()
         opened.append((lane, thread))
     return opened
 
 
-def _serve_lane(shared, backend, pool, buffers):
+def _serve_lane(shared, backend, pool, buffers, clear=False):
     try:
         while True:
             kind, header, payload, buffer = buffers.recv(shared)
             if kind != REQUEST:
                 buffers.release(payload, buffer)
                 raise ProtocolError('unexpected frame %d on a lane' % kind)
-            buffers.answer_in(pool, shared, backend, header, payload, buffer)
+            buffers.answer_in(pool, shared, backend, header, payload, buffer, clear)
     except (EOFError, OSError, ProtocolError):
         pass  # the worker that used it is done (or gone: its job reports that on the main connection)
 
@@ -267,15 +274,15 @@ class _PackBuffers:
             self.buffers.put(taken.pop())
         return kind, header, payload, (taken[0] if taken else None)
 
-    def answer_in(self, pool, shared, backend, header, payload, buffer):
+    def answer_in(self, pool, shared, backend, header, payload, buffer, clear=False):
         """Answer the request on one of ``pool``'s threads, then take ``buffer`` back."""
         if buffer is None:
-            pool.submit(_answer, shared, backend, header, payload)
+            pool.submit(_answer, shared, backend, header, payload, clear)
             return
 
         def answer():
             try:
-                _answer(shared, backend, header, payload)
+                _answer(shared, backend, header, payload, clear)
             finally:
                 self.release(payload, buffer)
         pool.submit(answer)
@@ -289,7 +296,8 @@ class _PackBuffers:
         self.buffers.close()
 
 
-def _answer(shared, backend, header, payload):
+def _answer(shared, backend, header, payload, clear=False):
+    """Do the storage operation a request asks for and reply. ``clear``: ranges of packs go as clear segments."""
     request_id, operation = header.get('id'), header.get('op')
     reply, body = {'id': request_id}, b''
     try:
@@ -315,8 +323,10 @@ def _answer(shared, backend, header, payload):
         reply.update(error=str(exc), missing=True)
     except Exception as exc:  # pylint: disable=broad-except
         reply['error'] = '%s: %s' % (exc.__class__.__name__, exc) if not isinstance(exc, BackendError) else str(exc)
+    # only packs' ranges: every chunk in them is checked where it is used (other objects may be read whole, unchecked)
+    clear = clear and operation == 'read' and str(header.get('key')).startswith('data/')
     try:
-        shared.send(REPLY, reply, body, compress=False)  # pool objects are compressed and encrypted
+        shared.send(REPLY, reply, body, compress=False, clear=clear)  # pool objects are compressed and encrypted
     except OSError:
         pass  # the connection is gone; the receiving loop reports it
 
@@ -378,7 +388,7 @@ def _ask_for_lanes(shared, accept, count, location, opened):
     """``count`` backend makers, one per worker process: each makes a RemoteBackend over a lane of its own.
     The lanes are added to ``opened`` as they come, for the job to close at its end."""
     token = os.urandom(16).hex()
-    shared.send(LANES, {'count': count, 'token': token})
+    shared.send(LANES, {'count': count, 'token': token, 'clear': True})
     makers = []
     while len(makers) < count:
         channel = accept(LANE_TIMEOUT)
@@ -386,6 +396,7 @@ def _ask_for_lanes(shared, accept, count, location, opened):
         if kind != LANE or hello.get('token') != token:
             channel.sock.close()  # a connection of another job (a rerun of the sync?): not ours
             continue
+        channel.accept_clear = True  # (as the agent asked with the lanes: packs' ranges come outside TLS)
         opened.append(channel)
         makers.append(lambda channel=channel: RemoteBackend.over(channel, location))
     return makers

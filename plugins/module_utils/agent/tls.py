@@ -12,18 +12,32 @@ only who moves the bytes changes.
 
 Like the SSLSocket it replaces, one thread may read while another writes (the relay's receiving
 thread and its senders); reads are not shared between threads, nor writes.
+
+Between the records, a sender may put *clear segments* (``send_clear``): bytes outside TLS, for data
+sealed already (a pool's packs, each chunk under the pool's AEAD and checked against its keyed hash
+where it is used). The receiver's protocol must say where one comes (``recv_clear_into``): a segment
+where sealed data is due, or sealed data where a segment is, is an ``OutOfStep`` error. TLS records
+are taken whole to OpenSSL, never past a segment.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import threading
 import time
 
 SEND_BYTES = 512 * 1024  # encrypted and sent in steps of this much: the peer starts on it while the rest is sealed
 RECEIVE_BYTES = 1024 * 1024  # one socket read brings up to this much (about 64 records)
 HANDSHAKE_READ = 64 * 1024
+RECORD_HEADER = 5  # content type, version, length: what the receiver parses to hand OpenSSL whole records only
+CLEAR_SEGMENT = struct.Struct('>BI')  # type (no TLS content type is 0), length: as long as a record's header
+CLEAR = 0
+
+
+class OutOfStep(ConnectionError):
+    """Sealed and clear data did not come where the protocol has them: a broken or tampered stream."""
 
 
 class TlsStream:
@@ -34,8 +48,9 @@ class TlsStream:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=server_side)
-        self._received = bytearray(RECEIVE_BYTES)
+        self._received = bytearray(RECEIVE_BYTES)  # socket bytes not yet given to OpenSSL: [_at, _end)
         self._received_view = memoryview(self._received)
+        self._at = self._end = 0
         self._send_lock = threading.Lock()  # what OpenSSL sealed leaves in record order
         self._ended = False  # the peer closed the TCP connection
         self._handshake()
@@ -77,6 +92,18 @@ class TlsStream:
                 self._tls.write(view[start:start + SEND_BYTES])
                 self.raw.sendall(self._outgoing.read())
 
+    def send_clear(self, data):
+        """``data`` as a clear segment, outside TLS: only for bytes sealed already, where the peer's protocol
+        expects them (it reads them with ``recv_clear_into``)."""
+        with self._send_lock, memoryview(data) as view:
+            head = CLEAR_SEGMENT.pack(CLEAR, len(view))
+            sent = self.raw.sendmsg([head, view])  # (one system call for both, mostly)
+            if sent < len(head):
+                self.raw.sendall(head[sent:])
+                sent = len(head)
+            if sent - len(head) < len(view):
+                self.raw.sendall(view[sent - len(head):])
+
     def recv_into(self, buffer, nbytes=0):
         """Up to ``nbytes`` (0: the buffer's length) decrypted bytes into ``buffer``: at least one, unless the
         peer closed the connection (then 0, whether it said so or not, as ``SSLSocket`` with ragged EOFs
@@ -97,21 +124,81 @@ class TlsStream:
                     # no whole record left. (It may be reported as an end of stream: OpenSSL keeps "wants to read" in
                     # the connection's state, which a write on another thread resets before the reader asks for it.)
                     pass
-                if got or self._ended:
+                if got:
+                    break
+                if self._give_records():
+                    continue
+                if self._clear_next():
+                    raise OutOfStep('the peer sent clear data where sealed data was due')
+                if self._ended:
                     break
                 self._receive()
             # (what a read may have to answer, a key update neither side asks for, leaves with the next write: a
             # flush here would wait for the sending thread, itself waiting for the peer to read)
             return got
 
+    def recv_clear_into(self, buffer, nbytes):
+        """The clear segment that comes next, of exactly ``nbytes``, into ``buffer``; what arrives beyond the
+        bytes received already is read straight into it."""
+        if self._tls.pending() or self._incoming.pending:
+            raise OutOfStep('sealed data came where the peer was to send %d clear bytes' % nbytes)
+        while self._end - self._at < CLEAR_SEGMENT.size:
+            self._receive_or_fail('a clear segment')
+        kind, length = CLEAR_SEGMENT.unpack_from(self._received, self._at)
+        if kind != CLEAR or length != nbytes:
+            raise OutOfStep('expected %d clear bytes, the peer sent %s' % (nbytes, 'a TLS record' if kind != CLEAR else '%d' % length))
+        self._at += CLEAR_SEGMENT.size
+        with memoryview(buffer) as view:
+            got = min(nbytes, self._end - self._at)
+            view[:got] = self._received_view[self._at:self._at + got]
+            self._at += got
+            while got < nbytes:
+                read = self.raw.recv_into(view[got:nbytes], nbytes - got)
+                if not read:
+                    self._ended = True
+                    raise ConnectionError('the connection ended in a clear segment, %d of %d bytes in' % (got, nbytes))
+                got += read
+        return nbytes
+
+    def _clear_next(self):
+        return self._end - self._at >= 1 and self._received[self._at] == CLEAR
+
+    def _give_records(self):
+        """Give OpenSSL the whole records received, up to a clear segment; whether there were any."""
+        start = position = self._at
+        while self._end - position >= RECORD_HEADER and self._received[position] != CLEAR:
+            record_end = position + RECORD_HEADER + int.from_bytes(self._received[position + 3:position + 5], 'big')
+            if record_end > self._end:
+                break
+            position = record_end
+        if position == start:
+            return False
+        self._incoming.write(self._received_view[start:position])
+        self._at = position
+        return True
+
     def _receive(self):
-        count = self.raw.recv_into(self._received_view)
+        """More socket bytes behind those not yet taken (moved to the front when the buffer's end is near)."""
+        if self._at == self._end:
+            self._at = self._end = 0
+        elif len(self._received) - self._end < RECORD_HEADER + 17 * 1024:  # (less room than a record may need)
+            left = self._end - self._at
+            self._received_view[:left] = self._received_view[self._at:self._end]
+            self._at, self._end = 0, left
+        count = self.raw.recv_into(self._received_view[self._end:])
         if count:
-            self._incoming.write(self._received_view[:count])
+            self._end += count
         else:
             # Not told to OpenSSL (write_eof): its read would then fail the connection with an alert written
             # into the outgoing buffer from this thread, while a writing thread may be using that buffer.
             self._ended = True
+
+    def _receive_or_fail(self, what):
+        if self._ended:
+            raise ConnectionError('the connection ended before %s' % what)
+        self._receive()
+        if self._ended:
+            raise ConnectionError('the connection ended before %s' % what)
 
     def getpeercert(self, binary_form=False):
         return self._tls.getpeercert(binary_form)

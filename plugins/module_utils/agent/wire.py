@@ -5,6 +5,10 @@
 A frame is ``>BII`` (kind, header length, payload length), a msgpack header and a payload. Payloads
 are zstd-compressed on the wire unless compression does not pay (the header says which), so data
 is always encrypted (TLS 1.3, ``tls.TlsStream``) and compressed between agents and the control node.
+
+A payload sealed already (a range of a pool's pack: compressed, and encrypted under the pool's key) may
+follow its frame as a clear segment instead (``send(..., clear=True)``; the header's ``c`` says how long),
+where the receiving channel allows it (``accept_clear``): encrypting it a second time only cost CPU.
 """
 
 from __future__ import annotations
@@ -89,26 +93,38 @@ class Channel:
 
     def __init__(self, sock, level=1, batch=False):
         self.sock = sock
+        self.accept_clear = False  # whether the peer may send payloads as clear segments (a relay lane's replies)
         self._compressor = zstandard.ZstdCompressor(level=level)
         self._decompressor = zstandard.ZstdDecompressor()
         self.bytes_sent = 0  # on the wire, after compression
         self.bytes_received = 0
+        self.clear_bytes_sent = 0  # of bytes_sent, those in clear segments
         self._probe = CompressionProbe()  # payloads go raw for a while after one that did not shrink
         self._outgoing = bytearray() if batch else None
         self._incoming = bytearray(RECEIVE_BUFFER)  # bytes received ahead are [_incoming_at, _incoming_end)
         self._incoming_view = memoryview(self._incoming)
         self._incoming_at = self._incoming_end = 0
 
-    def send(self, kind, header=None, payload=b'', compress=True):
+    def send(self, kind, header=None, payload=b'', compress=True, clear=False):
+        """One frame. ``clear``: ``payload`` is sealed already (and compressed) and goes as a clear segment
+        after the frame, outside TLS, to a peer that said it accepts that."""
         header = dict(header or {})
         body = payload
+        if clear and payload:
+            header['c'] = len(payload)
+            frame = self._frame(kind, header, b'')
+            self.bytes_sent += len(frame) + len(payload)
+            self.clear_bytes_sent += len(payload)
+            self.flush()
+            self.sock.sendall(frame)  # its last TLS record ends with the frame: the segment is next on the wire
+            self.sock.send_clear(payload)
+            return
         if payload and compress and self._probe.worth_trying():
             packed = self._compressor.compress(payload)
             if self._probe.shrank(len(payload), len(packed)):
                 header['z'] = len(payload)
                 body = packed
-        head = msgpack.packb(header, use_bin_type=True)
-        frame = _FRAME.pack(kind, len(head), len(body)) + head
+        frame = self._frame(kind, header, body)
         self.bytes_sent += len(frame) + len(body)
         if self._outgoing is None:
             self.sock.sendall(frame)
@@ -124,6 +140,11 @@ class Channel:
         if body:
             self.sock.sendall(body)
 
+    @staticmethod
+    def _frame(kind, header, body):
+        head = msgpack.packb(header, use_bin_type=True)
+        return _FRAME.pack(kind, len(head), len(body)) + head
+
     def flush(self):
         """Send the frames a batching channel holds back."""
         if self._outgoing:
@@ -136,7 +157,8 @@ class Channel:
         A payload is bytes, or a bytearray when it is larger than RECEIVE_BUFFER (packs, big chunks).
         ``into(size)`` may give a writable buffer of at least ``size`` bytes for such a payload (a
         reused, aligned one): the payload is then a memoryview of its first bytes, unless it arrived
-        compressed. None there means a new bytearray."""
+        compressed. None there means a new bytearray. A clear payload (``accept_clear``) is read the same way,
+        whatever its size."""
         if self._outgoing is not None:
             self.flush()  # the peer may be waiting for them before it answers
         prefix = self._read(_FRAME.size, allow_eof=True)
@@ -146,11 +168,25 @@ class Channel:
         header = msgpack.unpackb(self._read(head_len), raw=False) if head_len else {}
         body = self._read(body_len, into=into) if body_len else b''
         self.bytes_received += _FRAME.size + head_len + body_len
+        if 'c' in header:
+            return kind, header, self._read_clear(header.pop('c'), body_len, into)
         if 'z' in header:
             body = self._decompressor.decompress(body, max_output_size=header['z'])
             if len(body) != header['z']:
                 raise ProtocolError('payload decompressed to %d bytes, header said %d' % (len(body), header['z']))
         return kind, header, body
+
+    def _read_clear(self, count, body_len, into):
+        """The clear segment a frame announced (``count`` bytes), where this channel accepts one."""
+        if not self.accept_clear or not isinstance(count, int) or body_len or not 0 < count <= MAX_PAYLOAD:
+            raise ProtocolError('a clear payload (%r bytes) where the protocol has none' % (count,))
+        if self._incoming_end != self._incoming_at:
+            raise ProtocolError('sealed data came between a frame and its clear payload')
+        given = into(count) if into is not None else None
+        payload = memoryview(given)[:count] if given is not None else bytearray(count)
+        self.sock.recv_clear_into(payload, count)
+        self.bytes_received += count
+        return payload
 
     def _read(self, count, allow_eof=False, into=None):
         """``count`` bytes: from what earlier reads brought ahead, then from the socket."""

@@ -524,6 +524,33 @@ def test_a_restore_runs_in_worker_processes_each_on_a_lane_of_its_own(tmp_path, 
     # by range, each byte about once (a batch's read may take in the small gaps between its files' chunks)
     assert served.whole == 0 and packs * 0.8 < served.ranged < packs * 1.5
     assert served.ranged <= sum(lane.bytes_sent for lane in lanes) < packs * 1.6, 'the pack bytes went over the lanes'
+    # sealed already, outside TLS: every range of a pack, and nothing else
+    assert served.ranged == sum(lane.clear_bytes_sent for lane in lanes)
+
+
+class TamperedBackend(LocalBackend):
+    """A control node (or a path to it) that changes one byte in the middle of every range of a pack it sends."""
+
+    def read_view(self, key, offset, length):
+        data = bytearray(super().read_view(key, offset, length))
+        if key.startswith('data/') and length > 64:
+            data[length // 2] ^= 0x01
+        return data
+
+
+def test_a_changed_byte_in_a_clear_range_fails_the_restore_by_name(tmp_path, link, pool):
+    """Ranges of packs cross outside TLS: the pool's own seal is what catches a change on the way."""
+    source = str(tmp_path / 'source')
+    make_tree(source)
+    with open(os.path.join(source, 'big'), 'wb') as handle:
+        handle.write(random.Random(4).randbytes(3 * 1024 * 1024))
+    point = backed_up(pool, {'data': source})
+    agent, tls = link(run_job, lanes=True)
+    with pytest.raises(relay.RelayError, match='does not authenticate'):
+        control(tls, {'op': 'restore', 'passphrase': PASSPHRASE, 'location': pool.location, 'point': point['id'],
+                      'volumes': {'data': str(tmp_path / 'restored')}, 'lanes': True}, TamperedBackend(pool.location),
+                open_lane=lane_opener(agent, []))
+    agent.join()
 
 
 class CutAfterHello:
@@ -533,8 +560,8 @@ class CutAfterHello:
         self.channel = channel
         self.sock = channel.sock
 
-    def send(self, kind, header=None, payload=b'', compress=True):
-        self.channel.send(kind, header, payload, compress)
+    def send(self, kind, header=None, payload=b'', compress=True, clear=False):
+        self.channel.send(kind, header, payload, compress, clear)
         self.sock.shutdown(socket.SHUT_RDWR)
 
     def recv(self, into=None):

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import random
 import socket
 import threading
 import time
@@ -10,7 +11,7 @@ import pytest
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent import tls as tls_stream, wire
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
-from sync_tls import contexts
+from sync_tls import connected, contexts
 
 
 @pytest.fixture
@@ -23,21 +24,8 @@ def pair(tmp_path):
     opened = []
 
     def make(server_wrap=None):
-        listener = socket.create_server(('127.0.0.1', 0))
-        accepted = {}
-
-        def serve():
-            conn, _peer = listener.accept()
-            conn.settimeout(30)
-            opened.append(conn)
-            accepted['tls'] = server_wrap(conn, server_context) if server_wrap else wire.accept(conn, server_context, {'source'})
-        thread = threading.Thread(target=serve)
-        thread.start()
-        client = wire.connect(listener.getsockname(), client_context, timeout=30)
-        thread.join(30)
-        listener.close()
-        opened.append(client)
-        return client, accepted['tls']
+        opened.extend(connected(server_context, client_context, server_wrap))
+        return opened[-2], opened[-1]
     yield make
     for each in opened:
         each.close()
@@ -274,3 +262,65 @@ def test_a_peer_that_trickles_its_handshake_gets_no_more_time_than_the_timeout(t
         listener.close()
     assert isinstance(outcome.get('error'), socket.timeout)
     assert outcome['seconds'] < 1.5
+
+
+def receive_clear(stream, count):
+    buffer = bytearray(count)
+    assert stream.recv_clear_into(buffer, count) == count
+    return bytes(buffer)
+
+
+@pytest.mark.parametrize('wait', [False, True], ids=['as-it-comes', 'all-received-first'])
+def test_clear_segments_between_records_arrive_where_they_were_sent(pair, wait):
+    """Sealed and clear data in turns: the receiver gives OpenSSL whole records only, never what follows them."""
+    client, server = pair()
+    rng = random.Random(7)
+    big = 100 * 1024 + 3 if wait else 3 * 1024 * 1024 + 3  # (waiting, all of it must fit in the sockets' buffers)
+    parts = [('sealed', rng.randbytes(100)), ('clear', rng.randbytes(big)), ('sealed', rng.randbytes(40 * 1024)),
+             ('clear', rng.randbytes(10)), ('clear', rng.randbytes(20 * 1024)), ('sealed', rng.randbytes(7))]
+
+    def send():
+        for kind, data in parts:
+            (client.send_clear if kind == 'clear' else client.sendall)(data)
+    sender = threading.Thread(target=send)
+    sender.start()
+    if wait:
+        sender.join(30)
+        time.sleep(0.2)  # all of it in the receiver's socket buffer: records and segments in one read
+    for kind, data in parts:
+        assert (receive_clear(server, len(data)) if kind == 'clear' else receive_exactly(server, len(data))) == data, kind
+    sender.join(30)
+    server.sendall(b'still sealed both ways')
+    assert receive_exactly(client, 22) == b'still sealed both ways'
+
+
+def test_data_out_of_step_with_the_protocol_is_an_error(pair):
+    client, server = pair()
+    client.send_clear(b'not sealed')
+    with pytest.raises(tls_stream.OutOfStep, match='clear data where sealed'):
+        receive_exactly(server, 10)
+    client, server = pair()
+    client.sendall(b'sealed')
+    time.sleep(0.1)
+    with pytest.raises(tls_stream.OutOfStep, match='TLS record'):
+        receive_clear(server, 6)
+    client, server = pair()
+    client.sendall(b'sealed')
+    client.send_clear(b'clear')
+    server.recv_into(bytearray(2), 2)  # two of the six sealed bytes read, four still decrypted
+    with pytest.raises(tls_stream.OutOfStep, match='sealed data came'):
+        receive_clear(server, 5)
+    client, server = pair()
+    client.send_clear(b'twelve bytes')
+    with pytest.raises(tls_stream.OutOfStep, match='expected 5 clear bytes, the peer sent 12'):
+        receive_clear(server, 5)
+
+
+def test_a_connection_cut_in_a_clear_segment_is_an_error(pair):
+    client, server = pair()
+    sender = threading.Thread(target=lambda: client.raw.sendall(tls_stream.CLEAR_SEGMENT.pack(tls_stream.CLEAR, 1000) + b'x' * 400))
+    sender.start()
+    sender.join(30)
+    client.close()
+    with pytest.raises(ConnectionError, match='400 of 1000'):
+        receive_clear(server, 1000)

@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.ferry.kube.plugins.module_utils.agent import wire
 from ansible_collections.ferry.kube.plugins.module_utils.pool import compression
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
-from sync_tls import contexts
+from sync_tls import connected, contexts
 
 
 class EchoServer:
@@ -261,3 +261,38 @@ def test_after_a_payload_that_does_not_shrink_the_next_ones_go_raw_for_a_while()
     assert ['z' in header for _kind, header, _body in received] == [False] * (1 + skip) + [True] * 3
     left.close()
     right.close()
+
+
+def test_a_payload_sealed_already_may_cross_as_a_clear_segment_where_the_receiver_takes_one(tmp_path):
+    pki = SyncPKI.create('clear')
+    client, server = connected(contexts(tmp_path, pki, 'sink', server=True), contexts(tmp_path, pki, 'source'))
+    outgoing, incoming = wire.Channel(client), wire.Channel(server)
+    incoming.accept_clear = True
+    sealed, small = os.urandom(wire.RECEIVE_BUFFER + 12345), os.urandom(300)
+    given = []
+
+    def into(size):
+        given.append(bytearray(size))
+        return given[-1]
+
+    def send_all():
+        outgoing.send(1, {'n': 1}, sealed, compress=False, clear=True)
+        outgoing.send(2, {'n': 2}, b'ferry ' * 1000)  # compressed, in TLS, between the two
+        outgoing.send(3, {'n': 3}, small, clear=True)
+    received = []
+    reader = threading.Thread(target=lambda: received.extend(incoming.recv(into) for _frame in range(3)))
+    reader.start()
+    send_all()
+    reader.join(30)
+    assert [(kind, header) for kind, header, _payload in received] == [(1, {'n': 1}), (2, {'n': 2, 'z': 6000}), (3, {'n': 3})]
+    assert received[0][2] == sealed and received[0][2].obj is given[0]  # read straight into the buffer given
+    assert received[1][2] == b'ferry ' * 1000 and received[2][2] == small
+    assert outgoing.clear_bytes_sent == len(sealed) + len(small)
+    assert incoming.bytes_received == outgoing.bytes_sent
+    # a channel that did not say it takes clear payloads refuses one, whoever sent it
+    strict = wire.Channel(client)
+    wire.Channel(server).send(4, {'n': 4}, b'x' * 10, clear=True)
+    with pytest.raises(wire.ProtocolError, match='clear payload'):
+        strict.recv()
+    client.close()
+    server.close()
