@@ -19,11 +19,16 @@ connection cannot be shared between processes, so the agent asks for *lanes*: th
 opens that many more connections, each says which job it serves, and each worker process takes one
 for its own storage requests. The job's first connection keeps the index, progress and result.
 
-On a lane, the ranges of packs the control node sends back are clear segments (``TlsStream.send_clear``),
-when the agent says it takes them: they are sealed already (compressed, and each chunk encrypted under the
-pool's key with its name in the associated data, so a changed or swapped byte fails the restore), and TLS
-only sealed them a second time. The requests, every other reply and the lane's handshake (mutual TLS, the
-job's token) stay in TLS: who may read the pool, and what, is as before.
+Packs cross as clear segments (``TlsStream.send_clear``), outside TLS, where the receiving side says it
+takes them: they are sealed already (compressed, and each chunk encrypted under the pool's key with its
+name in the associated data), and TLS only sealed them a second time.
+- A restore's packs come back on the lanes that way: the agent authenticates every chunk before it writes
+  it, so a changed or swapped byte fails the restore.
+- A backup uploads its packs that way to a control node that offers it in the job: a pack is named by
+  the BLAKE3 hash of its bytes, and the control node checks the bytes against the name (which came
+  in TLS) before it stores them.
+The requests, every other reply, the job and the lanes' handshakes (mutual TLS, the job's token) stay in
+TLS: who may read or write the pool, and what, is as before.
 """
 
 from __future__ import annotations
@@ -36,10 +41,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent.wire import ProtocolError
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import Backend, BackendError, NotFound
+from ansible_collections.ferry.kube.plugins.module_utils.pool import format as fmt
 from ansible_collections.ferry.kube.plugins.module_utils.pool.direct_io import AlignedBuffers
 
 JOB, REQUEST, REPLY, PROGRESS, RESULT, FAILURE, LANES, LANE = range(40, 48)
 OPERATIONS = ('write', 'replace', 'write_deferred', 'flush', 'read', 'list', 'delete', 'size')
+PACK_WRITES = ('write', 'write_deferred')  # how packs are stored (named by their content, never replaced)
+PACK_PREFIXES = ('data/', 'tree/')
 SERVE_WORKERS = 8
 LANE_TIMEOUT = 60.0  # how long the agent waits for the lanes it asked for
 
@@ -70,9 +78,10 @@ class RemoteBackend(Backend):
 
     accepts_buffers = True  # a write is sent whole before it returns: the caller's buffer is free again after it
 
-    def __init__(self, shared, location):
+    def __init__(self, shared, location, clear_packs=False):
         self.shared = shared
         self.location = location
+        self.clear_packs = clear_packs  # the control node takes uploaded packs as clear segments
         self._ids = itertools.count(1)
         self._waiting = {}
         self._lock = threading.Lock()
@@ -139,8 +148,9 @@ class RemoteBackend(Backend):
             request_id = next(self._ids)
             self._waiting[request_id] = future
         # every pool object is compressed and encrypted already: the wire must not try again
+        clear = self.clear_packs and bool(payload) and operation in PACK_WRITES and str(args.get('key')).startswith(PACK_PREFIXES)
         try:
-            self.shared.send(REQUEST, dict(args, id=request_id, op=operation), payload, compress=False)
+            self.shared.send(REQUEST, dict(args, id=request_id, op=operation), payload, compress=False, clear=clear)
         except OSError as exc:  # a storage failure to the engine, not one of the files it writes
             with self._lock:
                 self._waiting.pop(request_id, None)
@@ -179,6 +189,13 @@ class RemoteBackend(Backend):
 
 
 # -- the control node's side ----------------------------------------------------------------------------
+
+def send_job(shared, job, payload=b'', lanes=True, clear_packs=True):
+    """Give the agent its job, with what this control node offers: ``lanes`` (it opens them when asked) and
+    ``clear_packs`` (packs may be uploaded as clear segments, each checked against its name)."""
+    shared.channel.accept_clear = clear_packs
+    shared.send(JOB, dict(job, lanes=lanes, clear=clear_packs), payload)
+
 
 def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=None):
     """Answer the agent's storage requests until it sends its result; return the result header.
@@ -223,25 +240,25 @@ def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=No
 def _open_lanes(header, open_lane, pool, backend, buffers):
     """Connect the lanes the agent asked for; each is served by a thread of its own until the agent closes it."""
     opened = []
-    clear = bool(header.get('clear'))  # (an agent of an earlier release reads every reply through TLS)
+    takes_clear = bool(header.get('clear'))  # (an agent of an earlier release reads every reply through TLS)
     for index in range(int(header.get('count') or 0) if open_lane is not None else 0):
         lane = open_lane()
         lane.send(LANE, {'token': header.get('token'), 'index': index})
         shared = SharedChannel(lane)
-        thread = threading.Thread(target=_serve_lane, args=(shared, backend, pool, buffers, clear), name='ferry-lane-%d' % index, daemon=True)
+        thread = threading.Thread(target=_serve_lane, args=(shared, backend, pool, buffers, takes_clear), name='ferry-lane-%d' % index, daemon=True)
         thread.start()
         opened.append((lane, thread))
     return opened
 
 
-def _serve_lane(shared, backend, pool, buffers, clear=False):
+def _serve_lane(shared, backend, pool, buffers, takes_clear=False):
     try:
         while True:
             kind, header, payload, buffer = buffers.recv(shared)
             if kind != REQUEST:
                 buffers.release(payload, buffer)
                 raise ProtocolError('unexpected frame %d on a lane' % kind)
-            buffers.answer_in(pool, shared, backend, header, payload, buffer, clear)
+            buffers.answer_in(pool, shared, backend, header, payload, buffer, takes_clear)
     except (EOFError, OSError, ProtocolError):
         pass  # the worker that used it is done (or gone: its job reports that on the main connection)
 
@@ -274,15 +291,15 @@ class _PackBuffers:
             self.buffers.put(taken.pop())
         return kind, header, payload, (taken[0] if taken else None)
 
-    def answer_in(self, pool, shared, backend, header, payload, buffer, clear=False):
+    def answer_in(self, pool, shared, backend, header, payload, buffer, takes_clear=False):
         """Answer the request on one of ``pool``'s threads, then take ``buffer`` back."""
         if buffer is None:
-            pool.submit(_answer, shared, backend, header, payload, clear)
+            pool.submit(_answer, shared, backend, header, payload, takes_clear)
             return
 
         def answer():
             try:
-                _answer(shared, backend, header, payload, clear)
+                _answer(shared, backend, header, payload, takes_clear)
             finally:
                 self.release(payload, buffer)
         pool.submit(answer)
@@ -296,13 +313,24 @@ class _PackBuffers:
         self.buffers.close()
 
 
-def _answer(shared, backend, header, payload, clear=False):
-    """Do the storage operation a request asks for and reply. ``clear``: ranges of packs go as clear segments."""
+def _check_clear_upload(operation, key, payload):
+    """A payload that came outside TLS is stored only as a pack whose bytes hash to its name (which came in TLS)."""
+    if operation not in PACK_WRITES or not str(key).startswith(PACK_PREFIXES):
+        raise BackendError('%s of %s came outside TLS: only packs may' % (operation, key))
+    if fmt.pack_id_of(payload) != key.rsplit('/', 1)[-1]:
+        raise BackendError('pack %s arrived damaged: its bytes do not hash to its name; nothing was stored' % key)
+
+
+def _answer(shared, backend, header, payload, takes_clear=False):
+    """Do the storage operation a request asks for and reply. ``takes_clear``: the agent takes packs' bytes as
+    clear segments."""
     request_id, operation = header.get('id'), header.get('op')
     reply, body = {'id': request_id}, b''
     try:
         if operation not in OPERATIONS:
             raise BackendError('unknown storage operation %r' % operation)
+        if 'c' in header:
+            _check_clear_upload(operation, header.get('key'), payload)
         if operation in ('write', 'replace', 'write_deferred'):
             # a big payload arrives as a bytearray, which the cloud clients would take for a stream
             getattr(backend, operation)(header['key'], payload if backend.accepts_buffers else bytes(payload))
@@ -323,8 +351,8 @@ def _answer(shared, backend, header, payload, clear=False):
         reply.update(error=str(exc), missing=True)
     except Exception as exc:  # pylint: disable=broad-except
         reply['error'] = '%s: %s' % (exc.__class__.__name__, exc) if not isinstance(exc, BackendError) else str(exc)
-    # only packs' ranges: every chunk in them is checked where it is used (other objects may be read whole, unchecked)
-    clear = clear and operation == 'read' and str(header.get('key')).startswith('data/')
+    # only packs' bytes (ranges, or whole): every chunk in them is authenticated where it is used
+    clear = takes_clear and operation == 'read' and str(header.get('key')).startswith('data/')
     try:
         shared.send(REPLY, reply, body, compress=False, clear=clear)  # pool objects are compressed and encrypted
     except OSError:
@@ -344,7 +372,7 @@ def run_job(channel, progress_interval=2.0, accept=None):
     kind, job, metadata = shared.recv()
     if kind != JOB:
         raise ProtocolError('expected a job from the control node, got frame %d' % kind)
-    backend = RemoteBackend(shared, job.get('location') or 'the control node')
+    backend = RemoteBackend(shared, job.get('location') or 'the control node', clear_packs=bool(job.get('clear')))
     opened = []
 
     def lanes(count):

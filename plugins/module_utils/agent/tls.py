@@ -30,10 +30,10 @@ import time
 
 SEND_BYTES = 512 * 1024  # encrypted and sent in steps of this much: the peer starts on it while the rest is sealed
 RECEIVE_BYTES = 1024 * 1024  # one socket read brings up to this much (about 64 records)
-HANDSHAKE_READ = 64 * 1024
 RECORD_HEADER = 5  # content type, version, length: what the receiver parses to hand OpenSSL whole records only
 CLEAR_SEGMENT = struct.Struct('>BI')  # type (no TLS content type is 0), length: as long as a record's header
 CLEAR = 0
+TLS_CONTENT_TYPES = frozenset(range(20, 25))  # change_cipher_spec, alert, handshake, application_data, heartbeat
 
 
 class OutOfStep(ConnectionError):
@@ -41,7 +41,8 @@ class OutOfStep(ConnectionError):
 
 
 class TlsStream:
-    """A connected TCP socket with TLS over it; ``sendall`` and ``recv_into`` as a socket's."""
+    """A connected TCP socket with TLS over it; ``sendall`` and ``recv_into`` as a socket's, ``send_clear`` and
+    ``recv_clear_into`` for clear segments."""
 
     def __init__(self, raw, context, server_side):
         self.raw = raw
@@ -65,12 +66,15 @@ class TlsStream:
                 break
             except ssl.SSLWantReadError:
                 self._flush()
+                if self._give_records():  # (whole records only, as later: the peer's first data may follow its last flight)
+                    continue
+                if self._clear_next():
+                    raise OutOfStep('the peer sent clear data during the TLS handshake') from None
                 if deadline is not None:
                     self.raw.settimeout(max(0.001, deadline - time.monotonic()))
-                data = self.raw.recv(HANDSHAKE_READ)
-                if not data:
+                self._receive()
+                if self._ended:
                     raise ConnectionError('the peer closed the connection during the TLS handshake') from None
-                self._incoming.write(data)
             except ssl.SSLError:
                 try:
                     self._flush()  # the alert that tells the peer why
@@ -95,7 +99,7 @@ class TlsStream:
     def send_clear(self, data):
         """``data`` as a clear segment, outside TLS: only for bytes sealed already, where the peer's protocol
         expects them (it reads them with ``recv_clear_into``)."""
-        with self._send_lock, memoryview(data) as view:
+        with self._send_lock, memoryview(data) as given, given.cast('B') as view:
             head = CLEAR_SEGMENT.pack(CLEAR, len(view))
             sent = self.raw.sendmsg([head, view])  # (one system call for both, mostly)
             if sent < len(head):
@@ -167,6 +171,9 @@ class TlsStream:
         """Give OpenSSL the whole records received, up to a clear segment; whether there were any."""
         start = position = self._at
         while self._end - position >= RECORD_HEADER and self._received[position] != CLEAR:
+            if self._received[position] not in TLS_CONTENT_TYPES:  # not TLS (a port scan, an HTTP probe): OpenSSL says so
+                position = self._end
+                break
             record_end = position + RECORD_HEADER + int.from_bytes(self._received[position + 3:position + 5], 'big')
             if record_end > self._end:
                 break

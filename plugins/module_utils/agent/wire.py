@@ -4,7 +4,8 @@
 
 A frame is ``>BII`` (kind, header length, payload length), a msgpack header and a payload. Payloads
 are zstd-compressed on the wire unless compression does not pay (the header says which), so data
-is always encrypted (TLS 1.3, ``tls.TlsStream``) and compressed between agents and the control node.
+is always encrypted (TLS 1.3, ``tls.TlsStream``, or sealed already as below) and compressed between
+agents and the control node.
 
 A payload sealed already (a range of a pool's pack: compressed, and encrypted under the pool's key) may
 follow its frame as a clear segment instead (``send(..., clear=True)``; the header's ``c`` says how long),
@@ -98,7 +99,7 @@ class Channel:
         self._decompressor = zstandard.ZstdDecompressor()
         self.bytes_sent = 0  # on the wire, after compression
         self.bytes_received = 0
-        self.clear_bytes_sent = 0  # of bytes_sent, those in clear segments
+        self.clear_bytes_sent = self.clear_bytes_received = 0  # of the bytes sent and received, those in clear segments
         self._probe = CompressionProbe()  # payloads go raw for a while after one that did not shrink
         self._outgoing = bytearray() if batch else None
         self._incoming = bytearray(RECEIVE_BUFFER)  # bytes received ahead are [_incoming_at, _incoming_end)
@@ -107,7 +108,8 @@ class Channel:
 
     def send(self, kind, header=None, payload=b'', compress=True, clear=False):
         """One frame. ``clear``: ``payload`` is sealed already (and compressed) and goes as a clear segment
-        after the frame, outside TLS, to a peer that said it accepts that."""
+        after the frame, outside TLS, to a peer that said it accepts that. (Frame and segment must be next to
+        each other on the wire: threads sharing a channel send under one lock, as ``relay.SharedChannel``.)"""
         header = dict(header or {})
         body = payload
         if clear and payload:
@@ -168,8 +170,8 @@ class Channel:
         header = msgpack.unpackb(self._read(head_len), raw=False) if head_len else {}
         body = self._read(body_len, into=into) if body_len else b''
         self.bytes_received += _FRAME.size + head_len + body_len
-        if 'c' in header:
-            return kind, header, self._read_clear(header.pop('c'), body_len, into)
+        if 'c' in header:  # (left in the header: the receiver may check what came outside TLS)
+            return kind, header, self._read_clear(header['c'], body_len, into)
         if 'z' in header:
             body = self._decompressor.decompress(body, max_output_size=header['z'])
             if len(body) != header['z']:
@@ -186,6 +188,7 @@ class Channel:
         payload = memoryview(given)[:count] if given is not None else bytearray(count)
         self.sock.recv_clear_into(payload, count)
         self.bytes_received += count
+        self.clear_bytes_received += count
         return payload
 
     def _read(self, count, allow_eof=False, into=None):

@@ -254,7 +254,7 @@ class Pool:
         try:
             plain = self.keys.open(sealed, fmt.blob_aad(blob_type, flags, blob_id), session_id)
         except crypto.IntegrityError:
-            raise fmt.FormatError('blob %s does not authenticate: the pack is damaged' % blob_id.hex()) from None
+            raise fmt.FormatError('blob %s does not authenticate: the pack was damaged in the pool or on the way' % blob_id.hex()) from None
         if flags & fmt.COMPRESSED:
             plain = _decompressor().decompress(plain)
         if verify and self.keys.chunk_id(plain) != blob_id:

@@ -79,7 +79,7 @@ def run_agent_job(cluster, sync_id, spec, job, backend, payload=b'', on_progress
 
         try:
             shared = relay.SharedChannel(channel)
-            shared.send(relay.JOB, dict(job, lanes=True), payload)  # lanes: this control node opens them when asked
+            relay.send_job(shared, job, payload)
             try:
                 result = relay.serve(shared, backend, on_progress, open_lane=open_lane)
             except relay.RelayError as exc:

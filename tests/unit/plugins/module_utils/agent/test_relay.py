@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from ansible_collections.ferry.kube.plugins.module_utils.agent import relay, wire
+from ansible_collections.ferry.kube.plugins.module_utils.agent import relay, tls as tls_stream, wire
 from ansible_collections.ferry.kube.plugins.module_utils.agent.pki import SyncPKI
-from ansible_collections.ferry.kube.plugins.module_utils.pool import crypto, direct_io
-from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import BackendError, LocalBackend, NotFound
+from ansible_collections.ferry.kube.plugins.module_utils.pool import crypto, direct_io, format as fmt
+from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import Backend, BackendError, LocalBackend, NotFound
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup, read_metadata
 from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool
 
@@ -109,17 +109,24 @@ def link(tmp_path):
         tls.close()
 
 
+def pack_bytes(pool):
+    return sum(size for prefix in relay.PACK_PREFIXES for _key, size in LocalBackend(pool.location).list(prefix))
+
+
 def run_job(channel, accept=None):
     return relay.run_job(channel, progress_interval=0.05, accept=accept)
 
 
-def control(tls, job, backend, payload=b'', on_progress=None, open_lane=None):
+def control(tls, job, backend, payload=b'', on_progress=None, open_lane=None, clear_packs=True, channels=None):
     """The control node's side of one job: send it, serve the pool until the result, hang up.
 
     ``serve`` runs in a thread joined with a time limit, so a control node that would wait forever
-    fails the test instead of hanging it."""
+    fails the test instead of hanging it. ``job['lanes']``: whether it offers lanes; ``channels`` gets
+    the job's channel."""
     shared = relay.SharedChannel(wire.Channel(tls))
-    shared.send(relay.JOB, job, payload)
+    if channels is not None:
+        channels.append(shared.channel)
+    relay.send_job(shared, job, payload, lanes=bool(job.get('lanes')), clear_packs=clear_packs)
     outcome = {}
 
     def work():
@@ -185,11 +192,13 @@ def test_backup_then_restore_through_the_relay_gives_back_the_tree(tmp_path, lin
     keys = Pool.open(LocalBackend(pool.location), PASSPHRASE).master_keys()
     job = {'op': 'backup', 'keys': keys, 'location': pool.location, 'group': 'sandbox/shop',
            'tags': {'app': 'shop'}, 'volumes': {'data': source}, 'metadata_name': 'objects', 'compare_identity': False}
-    progress = []
+    progress, channels = [], []
     agent, tls = link(run_job)
-    result = control(tls, job, pool, capture, progress.append)
+    result = control(tls, job, pool, capture, progress.append, channels=channels)
     agent.join()
     assert agent.error is None and agent.result == result
+    # the packs came outside TLS (sealed already, each checked against its name), and nothing else did
+    assert channels[0].clear_bytes_received == pack_bytes(pool) > 1536 * 1024
     volume = result['volumes']['data']
     assert (volume['files'], volume['files_changed'], volume['bytes']) == (5, 5, 1536 * 1024 + 330000 + 5000 + 12)
     assert 'tree' not in volume
@@ -295,6 +304,9 @@ class FlakyBackend(LocalBackend):
         raise ValueError('disk on fire while deleting %s' % key)
 
 
+PACK = fmt.pack_key('data', fmt.pack_id_of(b'0123456789'))
+
+
 def test_not_found_and_other_storage_errors_reach_the_agent_as_themselves(tmp_path, link, monkeypatch):
     seen = {}
 
@@ -307,9 +319,9 @@ def test_not_found_and_other_storage_errors_reach_the_agent_as_themselves(tmp_pa
             backend.delete('points/anything')
         except BackendError as exc:
             seen['delete'] = exc
-        backend.write('data/ab/pack', b'0123456789')
-        seen['range'] = backend.read('data/ab/pack', 2, 3)
-        seen['size'] = (backend.size('data/ab/pack'), backend.size('data/ab/missing'))
+        backend.write(PACK, b'0123456789')  # (outside TLS: named by its content, as packs are)
+        seen['range'] = backend.read(PACK, 2, 3)
+        seen['size'] = (backend.size(PACK), backend.size('data/ab/missing'))
         seen['list'] = (backend.list('data/'), backend.list('index/'))
         return {'done': job['op']}
 
@@ -322,7 +334,7 @@ def test_not_found_and_other_storage_errors_reach_the_agent_as_themselves(tmp_pa
     assert seen['delete'].__class__ is BackendError and str(seen['delete']) == 'ValueError: disk on fire while deleting points/anything'
     assert seen['range'] == b'234'
     assert seen['size'] == (10, None)
-    assert seen['list'] == ([('data/ab/pack', 10)], [])
+    assert seen['list'] == ([(PACK, 10)], [])
 
 
 def test_a_wrong_passphrase_comes_back_as_a_relay_error_naming_it(link, pool):
@@ -430,9 +442,9 @@ def test_concurrent_calls_from_several_threads_get_their_own_replies(tmp_path, l
     def many(_job, backend, _metadata, _progress, _lanes):
         def worker(number):
             rng = random.Random(number)
-            for step in range(rounds):
-                key = 'data/%02d/%03d' % (number, step)
+            for _step in range(rounds):
                 data = rng.randbytes(rng.randint(1, 40000))
+                key = fmt.pack_key('data', fmt.pack_id_of(data))  # packs: sent outside TLS, frames and segments of 8 threads
                 backend.write(key, data)
                 offset = rng.randint(0, len(data) - 1)
                 if backend.read(key, offset, 100) != data[offset:offset + 100] or backend.size(key) != len(data):
@@ -528,29 +540,96 @@ def test_a_restore_runs_in_worker_processes_each_on_a_lane_of_its_own(tmp_path, 
     assert served.ranged == sum(lane.clear_bytes_sent for lane in lanes)
 
 
-class TamperedBackend(LocalBackend):
-    """A control node (or a path to it) that changes one byte in the middle of every range of a pack it sends."""
+def tampering(channel):
+    """A lane whose clear segments get one byte changed on the way (the path to the agent, not the pool)."""
+    send_clear = channel.sock.send_clear
 
-    def read_view(self, key, offset, length):
-        data = bytearray(super().read_view(key, offset, length))
-        if key.startswith('data/') and length > 64:
-            data[length // 2] ^= 0x01
-        return data
+    def changed(data):
+        data = bytearray(data)
+        data[len(data) // 2] ^= 0x01
+        send_clear(data)
+    channel.sock.send_clear = changed
+    return channel
 
 
-def test_a_changed_byte_in_a_clear_range_fails_the_restore_by_name(tmp_path, link, pool):
-    """Ranges of packs cross outside TLS: the pool's own seal is what catches a change on the way."""
+def test_a_byte_changed_in_a_clear_segment_fails_the_restore_by_name(tmp_path, link, pool):
+    """Packs' ranges cross outside TLS: the pool's own seal is what catches a change on the way."""
     source = str(tmp_path / 'source')
     make_tree(source)
     with open(os.path.join(source, 'big'), 'wb') as handle:
         handle.write(random.Random(4).randbytes(3 * 1024 * 1024))
     point = backed_up(pool, {'data': source})
     agent, tls = link(run_job, lanes=True)
-    with pytest.raises(relay.RelayError, match='does not authenticate'):
+    with pytest.raises(relay.RelayError, match='does not authenticate: the pack was damaged in the pool or on the way'):
         control(tls, {'op': 'restore', 'passphrase': PASSPHRASE, 'location': pool.location, 'point': point['id'],
-                      'volumes': {'data': str(tmp_path / 'restored')}, 'lanes': True}, TamperedBackend(pool.location),
-                open_lane=lane_opener(agent, []))
+                      'volumes': {'data': str(tmp_path / 'restored')}, 'lanes': True}, pool, open_lane=lane_opener(agent, [], tampering))
     agent.join()
+
+
+def test_an_agent_that_does_not_ask_for_clear_segments_gets_every_reply_in_tls(tmp_path, link, pool, monkeypatch):
+    """An agent of an earlier release: its LANES request has no 'clear'."""
+    source = str(tmp_path / 'source')
+    make_tree(source)
+    point = backed_up(pool, {'data': source})
+    send = wire.Channel.send
+
+    def as_before(self, kind, header=None, payload=b'', compress=True, clear=False):
+        if kind == relay.LANES:
+            header = {key: value for key, value in header.items() if key != 'clear'}
+        return send(self, kind, header, payload, compress, clear)
+    monkeypatch.setattr(wire.Channel, 'send', as_before)
+    served, lanes = RangeCountingBackend(pool.location), []
+    agent, tls = link(run_job, lanes=True)
+    control(tls, {'op': 'restore', 'passphrase': PASSPHRASE, 'location': pool.location, 'point': point['id'],
+                  'volumes': {'data': str(tmp_path / 'restored')}, 'lanes': True}, served, open_lane=lane_opener(agent, lanes))
+    agent.join()
+    assert agent.error is None
+    assert describe_tree(str(tmp_path / 'restored')) == describe_tree(source)
+    assert lanes and served.ranged > 0 and sum(lane.clear_bytes_sent for lane in lanes) == 0
+
+
+def test_a_control_node_that_does_not_offer_clear_packs_gets_them_in_tls(tmp_path, link, pool):
+    """A control node of an earlier release: no 'clear' in the job."""
+    source = str(tmp_path / 'source')
+    make_tree(source)
+    channels = []
+    agent, tls = link(run_job)
+    control(tls, {'op': 'backup', 'passphrase': PASSPHRASE, 'location': pool.location, 'volumes': {'data': source}}, pool,
+            clear_packs=False, channels=channels)
+    agent.join()
+    assert agent.error is None and pack_bytes(pool) > 0 and channels[0].clear_bytes_received == 0
+
+
+def test_a_pack_changed_on_its_way_up_is_refused_and_not_stored(tmp_path, link, pool, monkeypatch):
+    source = str(tmp_path / 'source')
+    make_tree(source)
+    send_clear = tls_stream.TlsStream.send_clear
+
+    def changed(self, data):  # (only the agent sends clear segments in a backup)
+        data = bytearray(data)
+        data[len(data) // 2] ^= 0x01
+        send_clear(self, data)
+    monkeypatch.setattr(tls_stream.TlsStream, 'send_clear', changed)
+    agent, tls = link(run_job)
+    with pytest.raises(relay.RelayError, match='arrived damaged: its bytes do not hash to its name; nothing was stored'):
+        control(tls, {'op': 'backup', 'passphrase': PASSPHRASE, 'location': pool.location, 'volumes': {'data': source}}, pool)
+    agent.join()
+    assert pack_bytes(pool) == 0
+
+
+def test_only_packs_may_come_outside_tls():
+    replies = []
+
+    class Shared:
+        @staticmethod
+        def send(kind, header=None, payload=b'', compress=True, clear=False):
+            replies.append((kind, header))
+
+    class Refusing(Backend):
+        def replace(self, key, data):
+            raise AssertionError('stored %s' % key)
+    relay._answer(Shared, Refusing(), {'id': 7, 'op': 'replace', 'key': 'index/abc', 'c': 3}, b'abc')  # pylint: disable=protected-access
+    assert replies == [(relay.REPLY, {'id': 7, 'error': 'replace of index/abc came outside TLS: only packs may'})]
 
 
 class CutAfterHello:

@@ -4,6 +4,7 @@ import hashlib
 import os
 import random
 import socket
+import ssl
 import threading
 import time
 
@@ -324,3 +325,60 @@ def test_a_connection_cut_in_a_clear_segment_is_an_error(pair):
     client.close()
     with pytest.raises(ConnectionError, match='400 of 1000'):
         receive_clear(server, 1000)
+
+
+class SlowSecondRead:
+    """A server's socket whose second read waits: the client's last flight and its first data arrive together."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.reads = 0
+
+    def recv_into(self, *args):
+        self.reads += 1
+        if self.reads == 2:
+            time.sleep(0.3)
+        return self.sock.recv_into(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def test_data_right_behind_the_handshake_is_taken_record_by_record(pair):
+    """The read that ends the server's handshake also brings the client's first records, the last one cut:
+    what OpenSSL is given stays whole records, so a clear segment behind them is found where it is."""
+    client, server = pair(lambda conn, context: tls_stream.TlsStream(SlowSecondRead(conn), context, server_side=True))
+    first, segment, last = os.urandom(300 * 1024 + 11), os.urandom(70 * 1024), b'after the segment'
+    client.sendall(first)
+    client.send_clear(segment)
+    client.sendall(last)
+    assert server.raw.reads >= 2
+    assert receive_exactly(server, len(first)) == first
+    assert receive_clear(server, len(segment)) == segment
+    assert receive_exactly(server, len(last)) == last
+
+
+def test_a_peer_that_does_not_speak_tls_is_refused_at_once(tmp_path):
+    """Whole records are waited for, but bytes that are no TLS record go to OpenSSL, which refuses them."""
+    pki = SyncPKI.create('tls-http')
+    listener = socket.create_server(('127.0.0.1', 0))
+    outcome = {}
+
+    def serve():
+        conn, _peer = listener.accept()
+        conn.settimeout(30)
+        started = time.monotonic()
+        try:
+            wire.accept(conn, contexts(tmp_path, pki, 'sink', server=True), {'source'})
+        except (ssl.SSLError, OSError) as exc:
+            outcome['error'] = exc
+        outcome['seconds'] = time.monotonic() - started
+        conn.close()
+    thread = threading.Thread(target=serve)
+    thread.start()
+    probe = socket.create_connection(listener.getsockname())
+    probe.sendall(b'GET / HTTP/1.1\r\nHost: agent\r\n\r\n')
+    thread.join(30)
+    probe.close()
+    listener.close()
+    assert isinstance(outcome.get('error'), ssl.SSLError) and outcome['seconds'] < 5, outcome

@@ -266,7 +266,7 @@ def test_after_a_payload_that_does_not_shrink_the_next_ones_go_raw_for_a_while()
 def test_a_payload_sealed_already_may_cross_as_a_clear_segment_where_the_receiver_takes_one(tmp_path):
     pki = SyncPKI.create('clear')
     client, server = connected(contexts(tmp_path, pki, 'sink', server=True), contexts(tmp_path, pki, 'source'))
-    outgoing, incoming = wire.Channel(client), wire.Channel(server)
+    outgoing, incoming = wire.Channel(client, batch=True), wire.Channel(server)  # (what a batch holds goes first)
     incoming.accept_clear = True
     sealed, small = os.urandom(wire.RECEIVE_BUFFER + 12345), os.urandom(300)
     given = []
@@ -284,10 +284,11 @@ def test_a_payload_sealed_already_may_cross_as_a_clear_segment_where_the_receive
     reader.start()
     send_all()
     reader.join(30)
-    assert [(kind, header) for kind, header, _payload in received] == [(1, {'n': 1}), (2, {'n': 2, 'z': 6000}), (3, {'n': 3})]
+    # ('c' says how many bytes came outside TLS, for the receiver to check)
+    assert [(kind, header) for kind, header, _payload in received] == [(1, {'n': 1, 'c': len(sealed)}), (2, {'n': 2, 'z': 6000}), (3, {'n': 3, 'c': 300})]
     assert received[0][2] == sealed and received[0][2].obj is given[0]  # read straight into the buffer given
     assert received[1][2] == b'ferry ' * 1000 and received[2][2] == small
-    assert outgoing.clear_bytes_sent == len(sealed) + len(small)
+    assert outgoing.clear_bytes_sent == incoming.clear_bytes_received == len(sealed) + len(small)
     assert incoming.bytes_received == outgoing.bytes_sent
     # a channel that did not say it takes clear payloads refuses one, whoever sent it
     strict = wire.Channel(client)
