@@ -22,11 +22,12 @@ for its own storage requests. The job's first connection keeps the index, progre
 Packs cross as clear segments (``TlsStream.send_clear``), outside TLS, where the receiving side says it
 takes them: they are sealed already (compressed, and each chunk encrypted under the pool's key with its
 name in the associated data), and TLS only sealed them a second time.
-- A restore's packs come back on the lanes that way: the agent authenticates every chunk before it writes
-  it, so a changed or swapped byte fails the restore.
+- A restore's ranges of data packs come back on the lanes that way: the agent authenticates every chunk
+  before it writes it, so a changed or swapped byte fails the restore.
 - A backup uploads its packs that way to a control node that offers it in the job: a pack is named by
   the BLAKE3 hash of its bytes, and the control node checks the bytes against the name (which came
   in TLS) before it stores them.
+Whatever crosses, a key the agent names is an object of the pool, never a path (``_pool_key``).
 The requests, every other reply, the job and the lanes' handshakes (mutual TLS, the job's token) stay in
 TLS: who may read or write the pool, and what, is as before.
 """
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,6 +50,7 @@ JOB, REQUEST, REPLY, PROGRESS, RESULT, FAILURE, LANES, LANE = range(40, 48)
 OPERATIONS = ('write', 'replace', 'write_deferred', 'flush', 'read', 'list', 'delete', 'size')
 PACK_WRITES = ('write', 'write_deferred')  # how packs are stored (named by their content, never replaced)
 PACK_PREFIXES = ('data/', 'tree/')
+PACK_KEY = re.compile(r'(data|tree)/([0-9a-f]{2})/\2[0-9a-f]{62}')  # format.pack_key of a BLAKE3 name
 SERVE_WORKERS = 8
 LANE_TIMEOUT = 60.0  # how long the agent waits for the lanes it asked for
 
@@ -313,9 +316,15 @@ class _PackBuffers:
         self.buffers.close()
 
 
+def _pool_key(value, what='key'):
+    """Refuse a ``value`` that is no key of the pool: the agent names objects (``data/ab/ab12...``), never paths."""
+    if not isinstance(value, str) or not value or value.startswith('/') or any(part in ('', '.', '..') for part in value.split('/')):
+        raise BackendError('%r is not a %s of the pool' % (value, what))
+
+
 def _check_clear_upload(operation, key, payload):
     """A payload that came outside TLS is stored only as a pack whose bytes hash to its name (which came in TLS)."""
-    if operation not in PACK_WRITES or not str(key).startswith(PACK_PREFIXES):
+    if operation not in PACK_WRITES or not PACK_KEY.fullmatch(str(key)):
         raise BackendError('%s of %s came outside TLS: only packs may' % (operation, key))
     if fmt.pack_id_of(payload) != key.rsplit('/', 1)[-1]:
         raise BackendError('pack %s arrived damaged: its bytes do not hash to its name; nothing was stored' % key)
@@ -329,6 +338,10 @@ def _answer(shared, backend, header, payload, takes_clear=False):
     try:
         if operation not in OPERATIONS:
             raise BackendError('unknown storage operation %r' % operation)
+        if operation == 'list':
+            _pool_key((header.get('prefix') or '').rstrip('/') or 'any', 'prefix')
+        elif operation != 'flush':
+            _pool_key(header.get('key'))
         if 'c' in header:
             _check_clear_upload(operation, header.get('key'), payload)
         if operation in ('write', 'replace', 'write_deferred'):
@@ -351,8 +364,8 @@ def _answer(shared, backend, header, payload, takes_clear=False):
         reply.update(error=str(exc), missing=True)
     except Exception as exc:  # pylint: disable=broad-except
         reply['error'] = '%s: %s' % (exc.__class__.__name__, exc) if not isinstance(exc, BackendError) else str(exc)
-    # only packs' bytes (ranges, or whole): every chunk in them is authenticated where it is used
-    clear = takes_clear and operation == 'read' and str(header.get('key')).startswith('data/')
+    # only data packs' bytes (ranges, or whole): every chunk in them is authenticated where it is used
+    clear = takes_clear and operation == 'read' and bool(PACK_KEY.fullmatch(str(header.get('key')))) and header['key'].startswith('data/')
     try:
         shared.send(REPLY, reply, body, compress=False, clear=clear)  # pool objects are compressed and encrypted
     except OSError:

@@ -31,6 +31,7 @@ import time
 SEND_BYTES = 512 * 1024  # encrypted and sent in steps of this much: the peer starts on it while the rest is sealed
 RECEIVE_BYTES = 1024 * 1024  # one socket read brings up to this much (about 64 records)
 RECORD_HEADER = 5  # content type, version, length: what the receiver parses to hand OpenSSL whole records only
+LONGEST_RECORD = 2 ** 14 + 2048  # after its header (TLS 1.2's limit; TLS 1.3's is 2 ** 14 + 256)
 CLEAR_SEGMENT = struct.Struct('>BI')  # type (no TLS content type is 0), length: as long as a record's header
 CLEAR = 0
 TLS_CONTENT_TYPES = frozenset(range(20, 25))  # change_cipher_spec, alert, handshake, application_data, heartbeat
@@ -171,10 +172,11 @@ class TlsStream:
         """Give OpenSSL the whole records received, up to a clear segment; whether there were any."""
         start = position = self._at
         while self._end - position >= RECORD_HEADER and self._received[position] != CLEAR:
-            if self._received[position] not in TLS_CONTENT_TYPES:  # not TLS (a port scan, an HTTP probe): OpenSSL says so
-                position = self._end
+            length = int.from_bytes(self._received[position + 3:position + 5], 'big')
+            if self._received[position] not in TLS_CONTENT_TYPES or length > LONGEST_RECORD:
+                position = self._end  # no TLS record (a port scan, an HTTP probe): OpenSSL refuses it at once
                 break
-            record_end = position + RECORD_HEADER + int.from_bytes(self._received[position + 3:position + 5], 'big')
+            record_end = position + RECORD_HEADER + length
             if record_end > self._end:
                 break
             position = record_end
@@ -188,7 +190,7 @@ class TlsStream:
         """More socket bytes behind those not yet taken (moved to the front when the buffer's end is near)."""
         if self._at == self._end:
             self._at = self._end = 0
-        elif len(self._received) - self._end < RECORD_HEADER + 17 * 1024:  # (less room than a record may need)
+        elif len(self._received) - self._end < RECORD_HEADER + LONGEST_RECORD:  # (less room than a record may need)
             left = self._end - self._at
             self._received_view[:left] = self._received_view[self._at:self._end]
             self._at, self._end = 0, left

@@ -94,7 +94,7 @@ class Channel:
 
     def __init__(self, sock, level=1, batch=False):
         self.sock = sock
-        self.accept_clear = False  # whether the peer may send payloads as clear segments (a relay lane's replies)
+        self.accept_clear = False  # whether the peer may send payloads as clear segments (packs, in staged syncs)
         self._compressor = zstandard.ZstdCompressor(level=level)
         self._decompressor = zstandard.ZstdDecompressor()
         self.bytes_sent = 0  # on the wire, after compression
@@ -159,8 +159,8 @@ class Channel:
         A payload is bytes, or a bytearray when it is larger than RECEIVE_BUFFER (packs, big chunks).
         ``into(size)`` may give a writable buffer of at least ``size`` bytes for such a payload (a
         reused, aligned one): the payload is then a memoryview of its first bytes, unless it arrived
-        compressed. None there means a new bytearray. A clear payload (``accept_clear``) is read the same way,
-        whatever its size."""
+        compressed. None there means a new bytearray. A clear payload (``accept_clear``) is a bytearray, or
+        lands in ``into``'s buffer by the same rule."""
         if self._outgoing is not None:
             self.flush()  # the peer may be waiting for them before it answers
         prefix = self._read(_FRAME.size, allow_eof=True)
@@ -184,7 +184,7 @@ class Channel:
             raise ProtocolError('a clear payload (%r bytes) where the protocol has none' % (count,))
         if self._incoming_end != self._incoming_at:
             raise ProtocolError('sealed data came between a frame and its clear payload')
-        given = into(count) if into is not None else None
+        given = into(count) if into is not None and count > len(self._incoming) else None  # (as a sealed payload)
         payload = memoryview(given)[:count] if given is not None else bytearray(count)
         self.sock.recv_clear_into(payload, count)
         self.bytes_received += count

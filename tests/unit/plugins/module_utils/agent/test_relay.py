@@ -617,19 +617,66 @@ def test_a_pack_changed_on_its_way_up_is_refused_and_not_stored(tmp_path, link, 
     assert pack_bytes(pool) == 0
 
 
-def test_only_packs_may_come_outside_tls():
-    replies = []
+class Replies:
+    """What ``relay._answer`` sends back (a lane's shared channel)."""
 
-    class Shared:
-        @staticmethod
-        def send(kind, header=None, payload=b'', compress=True, clear=False):
-            replies.append((kind, header))
+    def __init__(self):
+        self.sent = []
 
-    class Refusing(Backend):
-        def replace(self, key, data):
-            raise AssertionError('stored %s' % key)
-    relay._answer(Shared, Refusing(), {'id': 7, 'op': 'replace', 'key': 'index/abc', 'c': 3}, b'abc')  # pylint: disable=protected-access
-    assert replies == [(relay.REPLY, {'id': 7, 'error': 'replace of index/abc came outside TLS: only packs may'})]
+    def send(self, kind, header=None, payload=b'', compress=True, clear=False):
+        self.sent.append((kind, header, bytes(payload), clear))
+
+
+class Untouchable(Backend):
+    def __getattribute__(self, name):
+        if name in ('write', 'replace', 'write_deferred', 'read', 'delete', 'size', 'list'):
+            raise AssertionError('the backend was asked to %s' % name)
+        return super().__getattribute__(name)
+
+
+SEALED = b'a sealed pack'
+SEALED_ID = fmt.pack_id_of(SEALED)
+
+
+@pytest.mark.parametrize('operation, key, error', [
+    ('replace', 'index/abc', 'replace of index/abc came outside TLS: only packs may'),
+    ('write', 'config', 'write of config came outside TLS: only packs may'),
+    ('write', 'data/zz/' + SEALED_ID, 'came outside TLS: only packs may'),  # not where its name puts it
+    ('write', 'data/%s/%s' % (SEALED_ID[:2], SEALED_ID[:-1]), 'came outside TLS: only packs may'),
+    ('write', 'data/../../%s/%s' % (SEALED_ID[:2], SEALED_ID), "is not a key of the pool"),
+    ('write_deferred', fmt.pack_key('data', fmt.pack_id_of(b'other bytes')), 'arrived damaged'),
+])
+def test_only_packs_named_by_their_bytes_may_come_outside_tls(operation, key, error):
+    replies = Replies()
+    relay._answer(replies, Untouchable(), {'id': 7, 'op': operation, 'key': key, 'c': len(SEALED)}, SEALED)  # pylint: disable=protected-access
+    assert len(replies.sent) == 1 and error in replies.sent[0][1]['error']
+
+
+@pytest.mark.parametrize('header', [
+    {'op': 'read', 'key': 'data/../../../etc/passwd'},
+    {'op': 'replace', 'key': '/etc/cron.d/x'},
+    {'op': 'delete', 'key': 'locks//x'},
+    {'op': 'list', 'prefix': '../'},
+    {'op': 'size', 'key': None},
+])
+def test_an_agent_names_objects_of_the_pool_never_paths(header):
+    replies = Replies()
+    relay._answer(replies, Untouchable(), dict(header, id=3), b'x', takes_clear=True)  # pylint: disable=protected-access
+    assert 'is not a' in replies.sent[0][1]['error'] and 'of the pool' in replies.sent[0][1]['error']
+
+
+def test_only_data_packs_are_read_back_outside_tls(tmp_path):
+    backend = LocalBackend(str(tmp_path / 'store'))
+    pack = fmt.pack_key('data', SEALED_ID)
+    for key, data in ((pack, SEALED), (fmt.pack_key('tree', SEALED_ID), SEALED), ('index/abc', b'index')):
+        backend.write(key, data)
+    replies = Replies()
+    answer = relay._answer  # pylint: disable=protected-access
+    for key in (pack, fmt.pack_key('tree', SEALED_ID), 'index/abc'):
+        answer(replies, backend, {'id': 1, 'op': 'read', 'key': key, 'offset': 2, 'length': 4}, b'', takes_clear=True)
+    answer(replies, backend, {'id': 2, 'op': 'read', 'key': pack}, b'')
+    assert [(payload, clear) for _kind, _header, payload, clear in replies.sent] == [
+        (b'seal', True), (b'seal', False), (b'dex', False), (SEALED, False)]
 
 
 class CutAfterHello:

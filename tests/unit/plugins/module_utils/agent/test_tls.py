@@ -358,9 +358,11 @@ def test_data_right_behind_the_handshake_is_taken_record_by_record(pair):
     assert receive_exactly(server, len(last)) == last
 
 
-def test_a_peer_that_does_not_speak_tls_is_refused_at_once(tmp_path):
+@pytest.mark.parametrize('probe', [b'GET / HTTP/1.1\r\nHost: agent\r\n\r\n', b'\x16\x03\x01\xff\xffno record is this long'],
+                         ids=['http', 'oversized-record'])
+def test_a_peer_that_does_not_speak_tls_is_refused_at_once(tmp_path, probe):
     """Whole records are waited for, but bytes that are no TLS record go to OpenSSL, which refuses them."""
-    pki = SyncPKI.create('tls-http')
+    pki = SyncPKI.create('tls-probe')
     listener = socket.create_server(('127.0.0.1', 0))
     outcome = {}
 
@@ -376,9 +378,9 @@ def test_a_peer_that_does_not_speak_tls_is_refused_at_once(tmp_path):
         conn.close()
     thread = threading.Thread(target=serve)
     thread.start()
-    probe = socket.create_connection(listener.getsockname())
-    probe.sendall(b'GET / HTTP/1.1\r\nHost: agent\r\n\r\n')
+    client = socket.create_connection(listener.getsockname())
+    client.sendall(probe)
     thread.join(30)
-    probe.close()
+    client.close()
     listener.close()
     assert isinstance(outcome.get('error'), ssl.SSLError) and outcome['seconds'] < 5, outcome
