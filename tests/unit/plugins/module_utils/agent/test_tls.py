@@ -229,24 +229,31 @@ def test_a_peer_that_says_goodbye_ends_the_stream(pair):
     assert not closing.is_alive()
 
 
-def test_a_peer_that_trickles_its_handshake_gets_no_more_time_than_the_timeout(tmp_path):
-    """The agent's handshake timeout is for the whole handshake, not for each read of it."""
-    pki = SyncPKI.create('tls-trickle')
+def accepting(tmp_path, timeout):
+    """(listener, thread, outcome): the listener's one connection goes to Ferry's accept in the thread, with
+    ``timeout``; ``outcome`` gets how it failed ('error') and after how long ('seconds')."""
+    pki = SyncPKI.create('tls-peer')
     listener = socket.create_server(('127.0.0.1', 0))
     outcome = {}
 
     def serve():
         conn, _peer = listener.accept()
-        conn.settimeout(0.6)
+        conn.settimeout(timeout)
         started = time.monotonic()
         try:
             wire.accept(conn, contexts(tmp_path, pki, 'sink', server=True), {'source'})
-        except OSError as exc:
+        except OSError as exc:  # (ssl.SSLError among them)
             outcome['error'] = exc
         outcome['seconds'] = time.monotonic() - started
         conn.close()
     thread = threading.Thread(target=serve)
     thread.start()
+    return listener, thread, outcome
+
+
+def test_a_peer_that_trickles_its_handshake_gets_no_more_time_than_the_timeout(tmp_path):
+    """The agent's handshake timeout is for the whole handshake, not for each read of it."""
+    listener, thread, outcome = accepting(tmp_path, 0.6)
     client = socket.create_connection(listener.getsockname(), timeout=10)
     try:
         for byte in b'\x16\x03\x01\x00\xff' + bytes(10):  # a record's header, then its body, a byte every 0.2 s
@@ -362,22 +369,7 @@ def test_data_right_behind_the_handshake_is_taken_record_by_record(pair):
                          ids=['http', 'oversized-record'])
 def test_a_peer_that_does_not_speak_tls_is_refused_at_once(tmp_path, probe):
     """Whole records are waited for, but bytes that are no TLS record go to OpenSSL, which refuses them."""
-    pki = SyncPKI.create('tls-probe')
-    listener = socket.create_server(('127.0.0.1', 0))
-    outcome = {}
-
-    def serve():
-        conn, _peer = listener.accept()
-        conn.settimeout(30)
-        started = time.monotonic()
-        try:
-            wire.accept(conn, contexts(tmp_path, pki, 'sink', server=True), {'source'})
-        except (ssl.SSLError, OSError) as exc:
-            outcome['error'] = exc
-        outcome['seconds'] = time.monotonic() - started
-        conn.close()
-    thread = threading.Thread(target=serve)
-    thread.start()
+    listener, thread, outcome = accepting(tmp_path, 30)
     client = socket.create_connection(listener.getsockname())
     client.sendall(probe)
     thread.join(30)
