@@ -200,12 +200,13 @@ def send_job(shared, job, payload=b'', lanes=True, clear_packs=True):
     shared.send(JOB, dict(job, lanes=lanes, clear=clear_packs), payload)
 
 
-def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=None):
+def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=None, clear_packs=True):
     """Answer the agent's storage requests until it sends its result; return the result header.
 
     ``open_lane`` makes another connection to the agent (a Channel) when the agent asks for lanes;
-    without it the agent is told to do without. Raises RelayError with the agent's message when the
-    job failed on the agent.
+    without it the agent is told to do without. ``clear_packs``: ranges of packs go back on lanes
+    as clear segments where the agent takes them. Raises RelayError with the agent's message when
+    the job failed on the agent.
     """
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='ferry-relay')
     buffers = _PackBuffers(workers)
@@ -221,7 +222,7 @@ def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=No
                 if on_progress is not None:
                     on_progress(header)
             elif kind == LANES:
-                lanes.extend(_open_lanes(header, open_lane, pool, backend, buffers))
+                lanes.extend(_open_lanes(header, open_lane, pool, backend, buffers, clear_packs))
             elif kind == RESULT:
                 return header
             elif kind == FAILURE:
@@ -240,10 +241,10 @@ def serve(shared, backend, on_progress=None, workers=SERVE_WORKERS, open_lane=No
         buffers.close()
 
 
-def _open_lanes(header, open_lane, pool, backend, buffers):
+def _open_lanes(header, open_lane, pool, backend, buffers, clear_packs):
     """Connect the lanes the agent asked for; each is served by a thread of its own until the agent closes it."""
     opened = []
-    takes_clear = bool(header.get('clear'))  # (an agent of an earlier release reads every reply through TLS)
+    takes_clear = clear_packs and bool(header.get('clear'))  # (an agent of an earlier release reads every reply through TLS)
     for index in range(int(header.get('count') or 0) if open_lane is not None else 0):
         lane = open_lane()
         lane.send(LANE, {'token': header.get('token'), 'index': index})

@@ -63,8 +63,10 @@ def _bundle_texts(pki):
     return bundle['ca.crt'], bundle['tls.crt'], bundle['tls.key']
 
 
-def run_agent_job(cluster, sync_id, spec, job, backend, payload=b'', on_progress=None, start_timeout=300):
-    """Start an agent, give it ``job``, serve the pool to it, stop it. Returns (result, bytes on the wire)."""
+def run_agent_job(cluster, sync_id, spec, job, backend, payload=b'', on_progress=None, start_timeout=300, packs_in_tls=False):
+    """Start an agent, give it ``job``, serve the pool to it, stop it. Returns (result, bytes on the wire).
+
+    ``packs_in_tls``: the packs cross inside TLS too (else as clear segments: sealed already, checked where they land)."""
     pki = SyncPKI.create(sync_id)
     agent = Agent(cluster, sync_id, spec, pki)
     try:
@@ -79,9 +81,9 @@ def run_agent_job(cluster, sync_id, spec, job, backend, payload=b'', on_progress
 
         try:
             shared = relay.SharedChannel(channel)
-            relay.send_job(shared, job, payload)
+            relay.send_job(shared, job, payload, clear_packs=not packs_in_tls)
             try:
-                result = relay.serve(shared, backend, on_progress, open_lane=open_lane)
+                result = relay.serve(shared, backend, on_progress, open_lane=open_lane, clear_packs=not packs_in_tls)
             except relay.RelayError as exc:
                 raise FerryError('the agent in %s failed: %s' % (spec.namespace, exc)) from None
             except (EOFError, OSError, wire.ProtocolError) as exc:
@@ -102,7 +104,7 @@ class StageOne:
     """Source volumes (snapshotted) and captured objects -> a new restore point."""
 
     def __init__(self, cluster, namespace, sync_id, image, pool, providers, pvcs=None, group_name=None, tags=None,
-                 capture_bytes=None, exposure='NodePort', mechanism=None, hooks=True, on_progress=None):
+                 capture_bytes=None, exposure='NodePort', mechanism=None, hooks=True, on_progress=None, packs_in_tls=False):
         """``pool``: the opened pool (Pool.open): the agent gets its keys, not the passphrase."""
         self.cluster = cluster
         self.namespace = namespace
@@ -118,6 +120,7 @@ class StageOne:
         self.mechanism = mechanism
         self.hooks = hooks
         self.on_progress = on_progress
+        self.packs_in_tls = packs_in_tls
 
     def run(self):
         started = time.monotonic()
@@ -136,7 +139,8 @@ class StageOne:
             spec = AgentSpec(self.namespace, self.image, 'source', ['stage', '--once'], claims, read_only=True, exposure=self.exposure,
                              run_as=app_user(pods))
             transfer_started = time.monotonic()
-            result, wire_bytes = run_agent_job(self.cluster, self.sync_id, spec, job, self.pool.backend, self.capture_bytes or b'', self.on_progress)
+            result, wire_bytes = run_agent_job(self.cluster, self.sync_id, spec, job, self.pool.backend, self.capture_bytes or b'', self.on_progress,
+                                               packs_in_tls=self.packs_in_tls)
             transfer_seconds = time.monotonic() - transfer_started
         finally:
             snapper.release([self.namespace])
@@ -160,7 +164,7 @@ class StageTwo:
     """A restore point's volumes -> claims on the target (which must exist), through a sink agent."""
 
     def __init__(self, cluster, namespace, sync_id, image, pool, point, claims, run_as=None, exposure='NodePort',
-                 on_progress=None):
+                 on_progress=None, packs_in_tls=False):
         """``pool``: the opened pool (Pool.open): the agent gets its keys, not the passphrase."""
         self.cluster = cluster
         self.namespace = namespace
@@ -172,6 +176,7 @@ class StageTwo:
         self.run_as = run_as
         self.exposure = exposure
         self.on_progress = on_progress
+        self.packs_in_tls = packs_in_tls
 
     def run(self):
         started = time.monotonic()
@@ -181,7 +186,7 @@ class StageTwo:
                'volumes': {name: volume_root(name) for name in self.claims}}
         spec = AgentSpec(self.namespace, self.image, 'sink', ['stage', '--once'], self.claims, read_only=False, exposure=self.exposure,
                          run_as=self.run_as)
-        result, wire_bytes = run_agent_job(self.cluster, self.sync_id, spec, job, self.pool.backend, b'', self.on_progress)
+        result, wire_bytes = run_agent_job(self.cluster, self.sync_id, spec, job, self.pool.backend, b'', self.on_progress, packs_in_tls=self.packs_in_tls)
         seconds = time.monotonic() - started
         volumes = [dict({'pvc': self.claims[name]}, **(stats if isinstance(stats, dict) else {})) for name, stats in sorted(result['stats'].items())]
         return {'volumes': volumes, 'bytes_on_wire': wire_bytes, 'seconds': round(seconds, 3)}

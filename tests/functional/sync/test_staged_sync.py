@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from ansible_collections.ferry.kube.plugins.module_utils.agent import relay
 from ansible_collections.ferry.kube.plugins.module_utils.kube import connection
 from ansible_collections.ferry.kube.plugins.module_utils.kube.objects import create_object, get_object
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import LocalBackend
@@ -52,8 +53,11 @@ def clusters(sandbox_pair):
     return source_box, source, dr_box, dr, root
 
 
-def test_stage_one_then_two_moves_the_volume_and_a_second_sync_sends_only_changes(clusters, tmp_path):
+def test_stage_one_then_two_moves_the_volume_and_a_second_sync_sends_only_changes(clusters, tmp_path, monkeypatch):
     source_box, source, dr_box, dr, root = clusters
+    offers = []
+    send_job = relay.send_job
+    monkeypatch.setattr(relay, 'send_job', lambda shared, job, payload=b'', **kwargs: offers.append(kwargs) or send_job(shared, job, payload, **kwargs))
     backend = LocalBackend(str(tmp_path / 'pool'))
     pool = Pool.create(backend, 'pass-phrase-1')
     providers = {'csi-snapshot': CsiSnapshots(source, 'sync-1'), 'live-read': LiveRead(source, 'sync-1')}
@@ -68,7 +72,7 @@ def test_stage_one_then_two_moves_the_volume_and_a_second_sync_sends_only_change
     with open(os.path.join(root, 'db', 'part03'), 'r+b') as handle:
         handle.write(os.urandom(4096))
     providers = {'csi-snapshot': CsiSnapshots(source, 'sync-2'), 'live-read': LiveRead(source, 'sync-2')}
-    second = StageOne(source, 'shop', 'sync-2', IMAGE, pool, providers).run()
+    second = StageOne(source, 'shop', 'sync-2', IMAGE, pool, providers, packs_in_tls=True).run()  # (as a policy may want)
     assert second['volumes'][0]['files_changed'] == 1
     assert second['stats']['bytes_new'] < 400 * 1024, 'only the changed file was read and only its new chunk stored'
 
@@ -80,6 +84,7 @@ def test_stage_one_then_two_moves_the_volume_and_a_second_sync_sends_only_change
     assert restored['volumes'][0]['pvc'] == 'data'
     assert digest_tree(volume_dir(dr_box, dr, 'shop', 'data')) == digest_tree(root)
     assert not dr.get('/api/v1/namespaces/shop/pods')['items']
+    assert [offer['clear_packs'] for offer in offers] == [True, False, True]
 
 
 def test_passthrough_moves_the_volume_and_the_second_sync_sends_only_changes(clusters):

@@ -131,7 +131,7 @@ def control(tls, job, backend, payload=b'', on_progress=None, open_lane=None, cl
 
     def work():
         try:
-            outcome['result'] = relay.serve(shared, backend, on_progress, open_lane=open_lane)
+            outcome['result'] = relay.serve(shared, backend, on_progress, open_lane=open_lane, clear_packs=clear_packs)
         except BaseException as exc:  # pylint: disable=broad-except
             outcome['error'] = exc
         finally:
@@ -588,16 +588,22 @@ def test_an_agent_that_does_not_ask_for_clear_segments_gets_every_reply_in_tls(t
     assert lanes and served.ranged > 0 and sum(lane.clear_bytes_sent for lane in lanes) == 0
 
 
-def test_a_control_node_that_does_not_offer_clear_packs_gets_them_in_tls(tmp_path, link, pool):
-    """A control node of an earlier release: no 'clear' in the job."""
+def test_a_control_node_that_keeps_packs_in_tls_gets_and_sends_them_in_tls(tmp_path, link, pool):
+    """``packs_in_tls`` (or a control node of an earlier release: no 'clear' in the job, none for the lanes)."""
     source = str(tmp_path / 'source')
     make_tree(source)
-    channels = []
+    channels, lanes = [], []
     agent, tls = link(run_job)
-    control(tls, {'op': 'backup', 'passphrase': PASSPHRASE, 'location': pool.location, 'volumes': {'data': source}}, pool,
-            clear_packs=False, channels=channels)
+    point = control(tls, {'op': 'backup', 'passphrase': PASSPHRASE, 'location': pool.location, 'volumes': {'data': source}}, pool,
+                    clear_packs=False, channels=channels)
     agent.join()
     assert agent.error is None and pack_bytes(pool) > 0 and channels[0].clear_bytes_received == 0
+    agent, tls = link(run_job, lanes=True)
+    control(tls, {'op': 'restore', 'passphrase': PASSPHRASE, 'location': pool.location, 'point': point['point'],
+                  'volumes': {'data': str(tmp_path / 'restored')}, 'lanes': True}, pool, open_lane=lane_opener(agent, lanes), clear_packs=False)
+    agent.join()
+    assert agent.error is None and describe_tree(str(tmp_path / 'restored')) == describe_tree(source)
+    assert lanes and sum(lane.clear_bytes_sent for lane in lanes) == 0
 
 
 def test_a_pack_changed_on_its_way_up_is_refused_and_not_stored(tmp_path, link, pool, monkeypatch):
