@@ -49,7 +49,6 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool.direct_io import A
 JOB, REQUEST, REPLY, PROGRESS, RESULT, FAILURE, LANES, LANE = range(40, 48)
 OPERATIONS = ('write', 'replace', 'write_deferred', 'flush', 'read', 'list', 'delete', 'size')
 PACK_WRITES = ('write', 'write_deferred')  # how packs are stored (named by their content, never replaced)
-PACK_PREFIXES = ('data/', 'tree/')
 PACK_KEY = re.compile(r'(data|tree)/([0-9a-f]{2})/\2[0-9a-f]{62}')  # format.pack_key of a BLAKE3 name
 SERVE_WORKERS = 8
 LANE_TIMEOUT = 60.0  # how long the agent waits for the lanes it asked for
@@ -151,7 +150,7 @@ class RemoteBackend(Backend):
             request_id = next(self._ids)
             self._waiting[request_id] = future
         # every pool object is compressed and encrypted already: the wire must not try again
-        clear = self.clear_packs and bool(payload) and operation in PACK_WRITES and str(args.get('key')).startswith(PACK_PREFIXES)
+        clear = self.clear_packs and bool(payload) and operation in PACK_WRITES and pack_kind(args.get('key')) is not None
         try:
             self.shared.send(REQUEST, dict(args, id=request_id, op=operation), payload, compress=False, clear=clear)
         except OSError as exc:  # a storage failure to the engine, not one of the files it writes
@@ -317,6 +316,12 @@ class _PackBuffers:
         self.buffers.close()
 
 
+def pack_kind(key):
+    """'data' or 'tree' for a pack's exact key, else None: what may cross outside TLS is decided by this alone."""
+    found = PACK_KEY.fullmatch(key) if isinstance(key, str) else None
+    return found.group(1) if found else None
+
+
 def _pool_key(value, what='key'):
     """Refuse a ``value`` that is no key of the pool: the agent names objects (``data/ab/ab12...``), never paths."""
     if not isinstance(value, str) or not value or value.startswith('/') or any(part in ('', '.', '..') for part in value.split('/')):
@@ -325,7 +330,7 @@ def _pool_key(value, what='key'):
 
 def _check_clear_upload(operation, key, payload):
     """A payload that came outside TLS is stored only as a pack whose bytes hash to its name (which came in TLS)."""
-    if operation not in PACK_WRITES or not PACK_KEY.fullmatch(str(key)):
+    if operation not in PACK_WRITES or pack_kind(key) is None:
         raise BackendError('%s of %s came outside TLS: only packs may' % (operation, key))
     if fmt.pack_id_of(payload) != key.rsplit('/', 1)[-1]:
         raise BackendError('pack %s arrived damaged: its bytes do not hash to its name; nothing was stored' % key)
@@ -340,7 +345,9 @@ def _answer(shared, backend, header, payload, takes_clear=False):
         if operation not in OPERATIONS:
             raise BackendError('unknown storage operation %r' % operation)
         if operation == 'list':
-            _pool_key((header.get('prefix') or '').rstrip('/') or 'any', 'prefix')
+            prefix = (header.get('prefix') or '').rstrip('/')
+            if prefix:  # (none, or only slashes: the whole pool)
+                _pool_key(prefix, 'prefix')
         elif operation != 'flush':
             _pool_key(header.get('key'))
         if 'c' in header:
@@ -366,7 +373,7 @@ def _answer(shared, backend, header, payload, takes_clear=False):
     except Exception as exc:  # pylint: disable=broad-except
         reply['error'] = '%s: %s' % (exc.__class__.__name__, exc) if not isinstance(exc, BackendError) else str(exc)
     # only data packs' bytes (ranges, or whole): every chunk in them is authenticated where it is used
-    clear = takes_clear and operation == 'read' and bool(PACK_KEY.fullmatch(str(header.get('key')))) and header['key'].startswith('data/')
+    clear = takes_clear and operation == 'read' and pack_kind(header.get('key')) == 'data'
     try:
         shared.send(REPLY, reply, body, compress=False, clear=clear)  # pool objects are compressed and encrypted
     except OSError:

@@ -110,7 +110,7 @@ def link(tmp_path):
 
 
 def pack_bytes(pool):
-    return sum(size for prefix in relay.PACK_PREFIXES for _key, size in LocalBackend(pool.location).list(prefix))
+    return sum(size for prefix in ('data/', 'tree/') for _key, size in LocalBackend(pool.location).list(prefix))
 
 
 def run_job(channel, accept=None):
@@ -540,15 +540,17 @@ def test_a_restore_runs_in_worker_processes_each_on_a_lane_of_its_own(tmp_path, 
     assert served.ranged == sum(lane.clear_bytes_sent for lane in lanes)
 
 
+def one_byte_changed(data):
+    changed = bytearray(data)
+    changed[len(changed) // 2] ^= 0x01
+    return changed
+
+
 def tampering(channel):
     """A lane whose clear segments get one byte changed on the way (the path to the agent, not the pool)."""
     send_clear = channel.sock.send_clear
 
-    def changed(data):
-        data = bytearray(data)
-        data[len(data) // 2] ^= 0x01
-        send_clear(data)
-    channel.sock.send_clear = changed
+    channel.sock.send_clear = lambda data: send_clear(one_byte_changed(data))
     return channel
 
 
@@ -611,11 +613,8 @@ def test_a_pack_changed_on_its_way_up_is_refused_and_not_stored(tmp_path, link, 
     make_tree(source)
     send_clear = tls_stream.TlsStream.send_clear
 
-    def changed(self, data):  # (only the agent sends clear segments in a backup)
-        data = bytearray(data)
-        data[len(data) // 2] ^= 0x01
-        send_clear(self, data)
-    monkeypatch.setattr(tls_stream.TlsStream, 'send_clear', changed)
+    # (only the agent sends clear segments in a backup)
+    monkeypatch.setattr(tls_stream.TlsStream, 'send_clear', lambda self, data: send_clear(self, one_byte_changed(data)))
     agent, tls = link(run_job)
     with pytest.raises(relay.RelayError, match='arrived damaged: its bytes do not hash to its name; nothing was stored'):
         control(tls, {'op': 'backup', 'passphrase': PASSPHRASE, 'location': pool.location, 'volumes': {'data': source}}, pool)
