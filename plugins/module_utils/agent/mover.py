@@ -254,17 +254,18 @@ class Sink:
         # A file that exists is rebuilt beside it (its old chunks stay readable until the rename);
         # a new one is written in place: until the journal or manifest names it, it does not count.
         # (What exists is known from the listing at the start; the exclusive create checks it.)
-        fd = None if entry['path'] in self.present else tree.create_file(full, replace=False)
+        mode = entry['mode'] & 0o777  # (from the start: most files then need no chmod)
+        fd = None if entry['path'] in self.present else tree.create_file(full, replace=False, mode=mode)
         temp = full
         if fd is None:
             temp = os.path.join(os.path.dirname(full), '.ferry-tmp-%s' % os.path.basename(full))
-            fd = tree.create_file(temp)  # (what an earlier run or the source left at that name goes first)
+            fd = tree.create_file(temp, mode=mode)  # (what an earlier run or the source left at that name goes first)
         replacing, identity = temp != full, None
         try:
             builder = self._build(entry, full, temp, fd)
             if builder.ok:
                 # by descriptor, before the rename: no lookups of the path (a rename moves only the change time)
-                tree.apply_metadata(fd, entry, self.owner)
+                tree.apply_metadata(fd, entry, self.owner, current=os.fstat(fd))
                 identity = None if replacing else os.fstat(fd)
         finally:
             os.close(fd)

@@ -163,18 +163,18 @@ def remove_entry(path):
             pass
 
 
-def create_file(path, replace=True):
+def create_file(path, replace=True, mode=0o600):
     """A new, empty file at ``path``, open for reading and writing. The create is exclusive, so a symlink or a
     hard-linked file found there is never written through: with ``replace`` what is there is removed first,
-    without it None says something is there."""
+    without it None says something is there. ``mode``: its permission bits (less the umask) from the start."""
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, 'O_CLOEXEC', 0)
     try:
-        return os.open(path, flags, 0o600)
+        return os.open(path, flags, mode)
     except FileExistsError:
         if not replace:
             return None
     remove_entry(path)
-    return os.open(path, flags, 0o600)
+    return os.open(path, flags, mode)
 
 
 def clone_file(source_fd, target_fd):
@@ -278,16 +278,20 @@ def sync_filesystem(path):
         os.close(fd)
 
 
-def apply_metadata(path, entry, owner=True):
+def apply_metadata(path, entry, owner=True, current=None):
     """Mode, ownership, timestamps and xattrs of ``entry`` onto ``path`` (symlinks: ownership and times only).
 
     ``path`` may be an open file descriptor: a restore sets a file's metadata before closing it.
+    ``current``, the os.stat_result of a file just created, spares the ownership and mode it has
+    already: each is an inode update, for every one of thousands of small files.
     """
     is_link = entry['type'] == 'symlink'
     by_name = {} if isinstance(path, int) else {'follow_symlinks': False}
-    if owner and os.geteuid() == 0:
+    chown = owner and os.geteuid() == 0 and (current is None or (current.st_uid, current.st_gid) != (entry['uid'], entry['gid']))
+    if chown:
         os.chown(path, entry['uid'], entry['gid'], **by_name)
-    if not is_link:
+    # (after a chown, always: it clears the set-user-ID and set-group-ID bits)
+    if not is_link and (chown or current is None or stat.S_IMODE(current.st_mode) != entry['mode']):
         os.chmod(path, entry['mode'])
     for name, value in (entry.get('xattrs') or {}).items():
         try:

@@ -215,7 +215,8 @@ class Restore:
     def _file(self, full, entry, spans):
         written = 0
         try:
-            handle = walk.create_file(full)  # (a hard-linked old file is not written through)
+            # (a hard-linked old file is not written through; the permission bits are set at once, as most files need no chmod)
+            handle = walk.create_file(full, mode=entry['mode'] & 0o777)
             try:
                 sequential = direct_io.SequentialWriter(full, handle) if entry['size'] >= direct_io.DIRECT_MIN else None
                 position = 0
@@ -236,7 +237,7 @@ class Restore:
                     position = sequential.finish()[1]
                 if position != written:
                     os.ftruncate(handle, written)  # a trailing hole
-                walk.apply_metadata(handle, entry, self.owner)
+                walk.apply_metadata(handle, entry, self.owner, current=os.fstat(handle))
             finally:
                 os.close(handle)
         except OSError as exc:

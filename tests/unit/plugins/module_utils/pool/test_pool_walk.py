@@ -2,6 +2,8 @@
 
 import itertools
 import os
+import stat
+import struct
 import threading
 
 import pytest
@@ -198,3 +200,94 @@ def test_a_changed_file_is_cut_again_only_where_it_changed(pool, tmp_path, monke
     target = str(tmp_path / 'out')
     Restore(reopen(pool), incremental, {'data': target}).run()
     assert describe(target) == describe(root)
+
+
+def _statfs_saying(magic, result=0):
+    """A stand-in for fstatfs(2) that reports a file system of type ``magic``."""
+    def fstatfs(_handle, buffer):
+        struct.pack_into('l', buffer, 0, magic)
+        return result
+    return fstatfs
+
+
+def test_direct_writes_go_around_the_cache_except_on_btrfs_with_checksums(tmp_path, monkeypatch):
+    with open(tmp_path / 'file', 'wb') as handle:
+        monkeypatch.setattr(direct_io, '_fstatfs', _statfs_saying(0x58465342))  # XFS
+        assert direct_io.direct_writes_bypass_cache(handle.fileno())
+        monkeypatch.setattr(direct_io, '_fstatfs', _statfs_saying(direct_io.BTRFS_SUPER_MAGIC, result=-1))  # fstatfs failed: as before
+        assert direct_io.direct_writes_bypass_cache(handle.fileno())
+        # (this file has no nodatacow flag, wherever the tests run: btrfs would checksum it)
+        monkeypatch.setattr(direct_io, '_fstatfs', _statfs_saying(direct_io.BTRFS_SUPER_MAGIC))
+        assert not direct_io.direct_writes_bypass_cache(handle.fileno())
+
+
+def test_where_direct_writes_would_be_buffered_the_writer_pushes_each_buffer_out_behind_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(direct_io, 'BUFFER_SIZE', 4 * 65536)
+    monkeypatch.setattr(direct_io, 'direct_writes_bypass_cache', lambda handle: False)
+    calls = []
+    monkeypatch.setattr(direct_io, '_sync_file_range', lambda handle, offset, length, flags: calls.append(('sync', offset, length, flags)))
+    monkeypatch.setattr(direct_io.os, 'posix_fadvise', lambda handle, offset, length, advice: calls.append(('drop', offset, length, advice)))
+    data = os.urandom(5 * 65536) + bytes(3 * 65536) + os.urandom(1000)  # a hole in the second buffer
+    path = str(tmp_path / 'written')
+    result = []
+
+    def write():  # a new thread: its buffer is allocated at the patched size
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            writer = direct_io.SequentialWriter(path, handle)
+            assert writer.direct is None
+            writer.write(data[:70000])
+            writer.write(data[70000:])
+            result.append(writer.finish())
+        finally:
+            os.close(handle)
+
+    worker = threading.Thread(target=write)
+    worker.start()
+    worker.join()
+    assert result == [(len(data), len(data))]
+    with open(path, 'rb') as handle:
+        assert handle.read() == data
+    start = direct_io.SYNC_FILE_RANGE_WRITE
+    write_behind = direct_io.SYNC_FILE_RANGE_WAIT_BEFORE | direct_io.SYNC_FILE_RANGE_WRITE | direct_io.SYNC_FILE_RANGE_WAIT_AFTER
+    size = 4 * 65536
+    assert calls == [
+        ('sync', 0, size, start),
+        ('sync', 0, size, write_behind), ('drop', 0, size, os.POSIX_FADV_DONTNEED), ('sync', size, size, start),
+        ('sync', size, size, write_behind), ('drop', size, size, os.POSIX_FADV_DONTNEED), ('sync', 2 * size, 1000, start),
+    ]
+
+
+MODES = {'plain': 0o644, 'private': 0o600, 'read-only': 0o444, 'none': 0o000, 'group': 0o664, 'setuid': 0o4755, 'setgid': 0o2750}
+
+
+def test_a_restore_gives_back_each_mode_and_owner_and_changes_only_what_the_new_file_lacks(pool, tmp_path, monkeypatch):
+    root = tmp_path / 'modes'
+    root.mkdir()
+    for name, mode in MODES.items():
+        (root / name).write_bytes(name.encode())
+        os.chmod(root / name, mode)
+    if os.geteuid() == 0:
+        os.chown(root / 'group', 1234, 5678)
+    point = Backup(pool, {'data': str(root)}).run()
+    Restore(reopen(pool), point, {'data': str(tmp_path / 'out')}).run()
+    assert describe(str(tmp_path / 'out')) == describe(str(root))
+
+    # one file at a time, as a restore worker sets them: a chmod only where the creation could not give the mode
+    chmods = []
+    real_chmod = os.chmod
+    monkeypatch.setattr(agent_tree.os, 'chmod', lambda path, mode: (chmods.append(mode), real_chmod(path, mode)))
+    for entry in read_tree(pool, point['volumes']['data']['tree']):
+        if entry['type'] != 'file':
+            continue
+        target = str(tmp_path / ('again-' + entry['path']))
+        handle = agent_tree.create_file(target, mode=entry['mode'] & 0o777)
+        try:
+            agent_tree.apply_metadata(handle, entry, current=os.fstat(handle))
+        finally:
+            os.close(handle)
+        assert stat.S_IMODE(os.stat(target).st_mode) == entry['mode']
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = [mode for name, mode in MODES.items() if mode & 0o7000 or mode & umask or (name == 'group' and os.geteuid() == 0)]
+    assert sorted(chmods) == sorted(expected)
