@@ -254,7 +254,7 @@ class Sink:
         # A file that exists is rebuilt beside it (its old chunks stay readable until the rename);
         # a new one is written in place: until the journal or manifest names it, it does not count.
         # (What exists is known from the listing at the start; the exclusive create checks it.)
-        mode = entry['mode'] & 0o777  # (from the start: most files then need no chmod)
+        mode = tree.creation_mode(entry, self.owner, reopened=entry['size'] >= direct_io.DIRECT_MIN)
         fd = None if entry['path'] in self.present else tree.create_file(full, replace=False, mode=mode)
         temp = full
         if fd is None:

@@ -257,25 +257,70 @@ def _sync_file_range():
 
 
 _SYNC_FILE_RANGE = _sync_file_range()
-SYNC_FILE_RANGE_WRITE = 2
+SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE, SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
+# what says only that the file (a pipe, a file system) takes no such hint
+_NOT_SUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.ESPIPE, errno.EOPNOTSUPP)
+
+
+def sync_file_range(fd, offset, length, flags):
+    """sync_file_range(2); an error in writing the range back (with SYNC_FILE_RANGE_WAIT_AFTER) raises
+    OSError, where a system or file without it does nothing."""
+    if _SYNC_FILE_RANGE is not None and _SYNC_FILE_RANGE(fd, offset, length, flags) != 0:
+        code = ctypes.get_errno()
+        if code not in _NOT_SUPPORTED:
+            raise OSError(code, os.strerror(code))
 
 
 def start_writeback(fd):
     """Start writing a file's dirty pages to disk, without waiting: the disk works while the next
     files arrive, and the sync that ends a sync finds little left to write."""
-    if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, 0, 0, SYNC_FILE_RANGE_WRITE)  # a failure only leaves the work to that sync
+    try:
+        sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+    except OSError:
+        pass  # only leaves the work to that sync
 
 
 def sync_filesystem(path):
     """Flush the file system holding ``path`` (syncfs), not every file system of the node (sync)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
+    with FileSystemSync(path) as syncing:
+        syncing.sync()
+
+
+class FileSystemSync:
+    """The syncfs of the file system holding ``path``, opened now: Linux (5.8 on) reports to syncfs the
+    write-back errors of the file system since its descriptor was opened, so one opened before a restore
+    writes reports any of the restore's, whichever file they were in. Elsewhere: sync."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def sync(self):
         libc = ctypes.CDLL(None, use_errno=True)
-        if getattr(libc, 'syncfs', None) is None or libc.syncfs(fd) != 0:
+        if getattr(libc, 'syncfs', None) is None:
             os.sync()
-    finally:
-        os.close(fd)
+        elif libc.syncfs(self.fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, 'writing to disk failed: %s' % os.strerror(code))
+
+    def close(self):
+        os.close(self.fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def creation_mode(entry, owner=True, reopened=False):
+    """The permission bits a restored file is created with: its own, so that most need no chmod after it is
+    written, except for the group, as root restoring owners (until the chown the group is root's or the
+    directory's, whose members must not open a file they are not meant to read). ``reopened``: the writer
+    opens the file again by its path (direct I/O), which its owner must be allowed to."""
+    mode = entry['mode'] & 0o777
+    if owner and os.geteuid() == 0:
+        mode &= ~0o070
+    return mode | 0o600 if reopened else mode
 
 
 def apply_metadata(path, entry, owner=True, current=None):

@@ -20,9 +20,13 @@ import errno
 import mmap
 import os
 import struct
+import sys
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.ferry.kube.plugins.module_utils.agent.tree import (
+    SYNC_FILE_RANGE_WAIT_AFTER, SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE, sync_file_range)
 
 BLOCK = 4096
 DIRECT_MIN = 1024 * 1024  # files this large are read and written around the page cache: packs, restored files, a passthrough's
@@ -36,11 +40,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _memmove = _libc.memmove
 _memmove.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 _memmove.restype = ctypes.c_void_p
-_sync_file_range = getattr(_libc, 'sync_file_range', None)  # (Linux only: elsewhere writes are left to the kernel)
-if _sync_file_range is not None:
-    _sync_file_range.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
-_fstatfs = getattr(_libc, 'fstatfs', None)
-SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE, SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
+# (Linux's struct statfs: f_type, a word, first; other systems' differ and are never btrfs here)
+_fstatfs = getattr(_libc, 'fstatfs', None) if sys.platform.startswith('linux') else None
 BTRFS_SUPER_MAGIC = 0x9123683E
 FS_IOC_GETFLAGS = 0x80086601
 FS_NOCOW_FL = 0x00800000  # chattr +C: no copy-on-write, and so no data checksums
@@ -302,7 +303,7 @@ def direct_writes_bypass_cache(handle):
     requires checksum": the checksums must cover what reaches the disk). Its writer pays the cache
     and waits for the disk on every write.
     """
-    statfs = ctypes.create_string_buffer(256)  # struct statfs; f_type (a word) comes first
+    statfs = ctypes.create_string_buffer(4096)
     if _fstatfs is None or _fstatfs(handle, statfs) != 0:
         return True
     if struct.unpack_from('l', statfs.raw)[0] & 0xFFFFFFFF != BTRFS_SUPER_MAGIC:
@@ -330,13 +331,20 @@ class WriteBehind:
         self.previous = None  # (offset, length) written before the last range
 
     def written(self, offset, length):
-        if _sync_file_range is None or not length:
+        """``length`` bytes at ``offset`` were just written; raises OSError where writing earlier ones back failed."""
+        if not length:
             return
+        try:
+            sync_file_range(self.handle, offset, length, SYNC_FILE_RANGE_WRITE)  # (the disk's queue never runs dry)
+        except OSError:
+            pass  # a hint: the wait below, or the restore's syncfs, reports what failed
         if self.previous is not None:
-            _sync_file_range(self.handle, self.previous[0], self.previous[1],
-                             SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER)
-            os.posix_fadvise(self.handle, self.previous[0], self.previous[1], os.POSIX_FADV_DONTNEED)
-        _sync_file_range(self.handle, offset, length, SYNC_FILE_RANGE_WRITE)  # (a hint: an error leaves it to the kernel)
+            start, count = self.previous
+            sync_file_range(self.handle, start, count, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER)
+            try:
+                os.posix_fadvise(self.handle, start, count, os.POSIX_FADV_DONTNEED)  # (clean pages now: nothing is lost)
+            except OSError:
+                pass
         self.previous = (offset, length)
 
 

@@ -81,17 +81,26 @@ class Restore:
         if not self.paths:
             self.progress.set_total(sum(v['bytes'] for v in totals), sum(v['files'] for v in totals))
         results = {}
-        with self.progress, self._executor() as executor:
-            for name, target in sorted(self.targets.items()):
-                results[name] = self._volume(name, target, executor)
         # what is still in the page cache would be lost with the node (a DR restore is then followed
-        # by a failover onto it); syncfs, not sync: only the file systems written, once each
-        synced = set()
-        for stats in results.values():
-            device = os.stat(stats['target']).st_dev
-            if device not in synced:
-                synced.add(device)
-                walk.sync_filesystem(stats['target'])
+        # by a failover onto it); syncfs, not sync: only the file systems written, once each, opened
+        # before anything is written so that their syncfs reports any write-back error of the restore
+        syncs = {}
+        try:
+            for target in self.targets.values():
+                os.makedirs(target, exist_ok=True)
+            for target in self.targets.values():
+                if os.stat(target).st_dev not in syncs:
+                    syncs[os.stat(target).st_dev] = walk.FileSystemSync(target)
+            with self.progress, self._executor() as executor:
+                for name, target in sorted(self.targets.items()):
+                    results[name] = self._volume(name, target, executor)
+            for syncing in syncs.values():
+                syncing.sync()
+        except OSError as exc:
+            raise PoolError('cannot restore into %s: %s' % (', '.join(sorted(self.targets.values())), exc.strerror or exc)) from None
+        finally:
+            for syncing in syncs.values():
+                syncing.close()
         return results
 
     def _volume(self, name, target, executor):
@@ -215,10 +224,11 @@ class Restore:
     def _file(self, full, entry, spans):
         written = 0
         try:
-            # (a hard-linked old file is not written through; the permission bits are set at once, as most files need no chmod)
-            handle = walk.create_file(full, mode=entry['mode'] & 0o777)
+            big = entry['size'] >= direct_io.DIRECT_MIN
+            # (a hard-linked old file is not written through)
+            handle = walk.create_file(full, mode=walk.creation_mode(entry, self.owner, reopened=big))
             try:
-                sequential = direct_io.SequentialWriter(full, handle) if entry['size'] >= direct_io.DIRECT_MIN else None
+                sequential = direct_io.SequentialWriter(full, handle) if big else None
                 position = 0
                 for blob_id in entry.get('chunks') or ():
                     location = self.pool.blobs.get(blob_id)

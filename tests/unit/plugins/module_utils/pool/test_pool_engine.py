@@ -95,14 +95,23 @@ def test_a_restore_syncs_each_target_file_system_once_after_its_files_are_writte
     point = Backup(pool, {'data': source, 'more': source}).run()
     synced = []
 
-    def sync_filesystem(path):  # what the targets hold when the sync is asked for
-        synced.append((path, [describe(target) == describe(source) for target in targets.values()]))
+    class FileSystemSync(restore_mod.walk.FileSystemSync):
+        """(opened before the restore writes: its syncfs then reports every write-back error of the restore)"""
 
-    monkeypatch.setattr(restore_mod.walk, 'sync_filesystem', sync_filesystem)
+        def __init__(self, path):
+            super().__init__(path)
+            self.path = path
+            self.opened_on = [os.listdir(target) for target in targets.values()]
+
+        def sync(self):  # what the targets hold when the sync is asked for
+            synced.append((self.path, self.opened_on, [describe(target) == describe(source) for target in targets.values()]))
+            super().sync()
+
+    monkeypatch.setattr(restore_mod.walk, 'FileSystemSync', FileSystemSync)
     targets = {'data': str(tmp_path / 'out' / 'data'), 'more': str(tmp_path / 'out' / 'more')}
     Restore(reopen(pool), point, targets).run()
-    # both targets are on one file system: one syncfs, once every volume is complete
-    assert synced == [(targets['data'], [True, True])]
+    # both targets are on one file system: one syncfs, opened while they were empty, once every volume is complete
+    assert synced == [(targets['data'], [[], []], [True, True])]
     assert describe(targets['data']) == describe(source)
 
 

@@ -1,5 +1,6 @@
 """The backup's walk in a child process, unchanged entries written back as packed bytes, and direct reads ahead."""
 
+import fcntl
 import itertools
 import os
 import stat
@@ -216,16 +217,32 @@ def test_direct_writes_go_around_the_cache_except_on_btrfs_with_checksums(tmp_pa
         assert direct_io.direct_writes_bypass_cache(handle.fileno())
         monkeypatch.setattr(direct_io, '_fstatfs', _statfs_saying(direct_io.BTRFS_SUPER_MAGIC, result=-1))  # fstatfs failed: as before
         assert direct_io.direct_writes_bypass_cache(handle.fileno())
-        # (this file has no nodatacow flag, wherever the tests run: btrfs would checksum it)
         monkeypatch.setattr(direct_io, '_fstatfs', _statfs_saying(direct_io.BTRFS_SUPER_MAGIC))
-        assert not direct_io.direct_writes_bypass_cache(handle.fileno())
+        for flags, bypass in ((0, False), (direct_io.FS_NOCOW_FL, True)):  # a nodatacow file has no checksums
+
+            def ioctl(_handle, request, buffer, flags=flags):
+                assert request == direct_io.FS_IOC_GETFLAGS
+                buffer.value = flags
+            monkeypatch.setattr(fcntl, 'ioctl', ioctl)
+            assert direct_io.direct_writes_bypass_cache(handle.fileno()) is bypass
+
+
+def test_sync_file_range_writes_back_and_says_so_only_when_that_failed(tmp_path):
+    with open(tmp_path / 'file', 'wb') as handle:
+        handle.write(os.urandom(100000))
+        handle.flush()
+        agent_tree.sync_file_range(handle.fileno(), 0, 0, agent_tree.SYNC_FILE_RANGE_WRITE)
+        agent_tree.sync_file_range(handle.fileno(), 0, 0, agent_tree.SYNC_FILE_RANGE_WAIT_BEFORE | agent_tree.SYNC_FILE_RANGE_WRITE
+                                   | agent_tree.SYNC_FILE_RANGE_WAIT_AFTER)
+    with pytest.raises(OSError):
+        agent_tree.sync_file_range(987654, 0, 0, agent_tree.SYNC_FILE_RANGE_WRITE)  # EBADF is an error, not "unsupported"
 
 
 def test_where_direct_writes_would_be_buffered_the_writer_pushes_each_buffer_out_behind_it(tmp_path, monkeypatch):
     monkeypatch.setattr(direct_io, 'BUFFER_SIZE', 4 * 65536)
     monkeypatch.setattr(direct_io, 'direct_writes_bypass_cache', lambda handle: False)
     calls = []
-    monkeypatch.setattr(direct_io, '_sync_file_range', lambda handle, offset, length, flags: calls.append(('sync', offset, length, flags)))
+    monkeypatch.setattr(direct_io, 'sync_file_range', lambda handle, offset, length, flags: calls.append(('sync', offset, length, flags)))
     monkeypatch.setattr(direct_io.os, 'posix_fadvise', lambda handle, offset, length, advice: calls.append(('drop', offset, length, advice)))
     data = os.urandom(5 * 65536) + bytes(3 * 65536) + os.urandom(1000)  # a hole in the second buffer
     path = str(tmp_path / 'written')
@@ -253,19 +270,21 @@ def test_where_direct_writes_would_be_buffered_the_writer_pushes_each_buffer_out
     size = 4 * 65536
     assert calls == [
         ('sync', 0, size, start),
-        ('sync', 0, size, write_behind), ('drop', 0, size, os.POSIX_FADV_DONTNEED), ('sync', size, size, start),
-        ('sync', size, size, write_behind), ('drop', size, size, os.POSIX_FADV_DONTNEED), ('sync', 2 * size, 1000, start),
+        ('sync', size, size, start), ('sync', 0, size, write_behind), ('drop', 0, size, os.POSIX_FADV_DONTNEED),
+        ('sync', 2 * size, 1000, start), ('sync', size, size, write_behind), ('drop', size, size, os.POSIX_FADV_DONTNEED),
     ]
 
 
-MODES = {'plain': 0o644, 'private': 0o600, 'read-only': 0o444, 'none': 0o000, 'group': 0o664, 'setuid': 0o4755, 'setgid': 0o2750}
+MODES = {'plain': 0o644, 'private': 0o600, 'read-only': 0o444, 'none': 0o000, 'group': 0o664, 'setuid': 0o4755, 'setgid': 0o2750,
+         'big-read-only': 0o444}
 
 
 def test_a_restore_gives_back_each_mode_and_owner_and_changes_only_what_the_new_file_lacks(pool, tmp_path, monkeypatch):
     root = tmp_path / 'modes'
     root.mkdir()
     for name, mode in MODES.items():
-        (root / name).write_bytes(name.encode())
+        # (a big file is written direct, through a second descriptor opened by its path: its owner must be able to)
+        (root / name).write_bytes(os.urandom(2 * direct_io.DIRECT_MIN) if name.startswith('big') else name.encode())
         os.chmod(root / name, mode)
     if os.geteuid() == 0:
         os.chown(root / 'group', 1234, 5678)
@@ -281,13 +300,19 @@ def test_a_restore_gives_back_each_mode_and_owner_and_changes_only_what_the_new_
         if entry['type'] != 'file':
             continue
         target = str(tmp_path / ('again-' + entry['path']))
-        handle = agent_tree.create_file(target, mode=entry['mode'] & 0o777)
+        created = agent_tree.creation_mode(entry)
+        handle = agent_tree.create_file(target, mode=created)
         try:
             agent_tree.apply_metadata(handle, entry, current=os.fstat(handle))
         finally:
             os.close(handle)
         assert stat.S_IMODE(os.stat(target).st_mode) == entry['mode']
+        if os.geteuid() == 0:
+            assert not created & 0o070  # until the chown, no group may open it
     umask = os.umask(0)
     os.umask(umask)
-    expected = [mode for name, mode in MODES.items() if mode & 0o7000 or mode & umask or (name == 'group' and os.geteuid() == 0)]
+    root_restores_owners = os.geteuid() == 0
+    expected = [mode for name, mode in MODES.items()
+                if mode & 0o7000 or mode & umask or (root_restores_owners and (mode & 0o070 or name == 'group'))]
     assert sorted(chmods) == sorted(expected)
+    assert agent_tree.creation_mode({'mode': 0o444}, owner=False, reopened=True) == 0o644
