@@ -150,6 +150,7 @@ class LocalBackend(Backend):
                 continue
             try:
                 os.fsync(handle)
+                direct_io.drop_cached(handle)  # (what was written direct has nothing there)
             finally:
                 os.close(handle)
             directories.add(os.path.dirname(path))
@@ -178,6 +179,8 @@ class LocalBackend(Backend):
                     _write_all(handle, data)
                 if self.durable and sync:
                     os.fsync(handle)
+                    if len(data) >= direct_io.DIRECT_MIN:
+                        direct_io.drop_cached(handle)
                 os.close(handle)
                 handle = None
                 os.replace(temp, path)

@@ -279,12 +279,19 @@ def _unmap(buffer):
 
 
 def create_and_write(path, data):
-    """A new file holding ``data`` (packs): written around the page cache where possible."""
+    """A new file holding ``data`` (packs): written around the page cache where possible. Where direct
+    writes would go through the cache anyway (btrfs), written buffered with its writeback started at
+    once: the caller's fsync (a checkpoint's) finds it written, and ``drop_cached`` after it frees the cache."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    direct = open_direct(path, flags)
-    buffered = os.open(path, flags & ~os.O_TRUNC | getattr(os, 'O_CLOEXEC', 0), 0o600)
+    buffered = os.open(path, flags | getattr(os, 'O_CLOEXEC', 0), 0o600)
+    direct = open_direct(path, flags & ~os.O_TRUNC) if direct_writes_bypass_cache(buffered) else None
     try:
         write_file(direct, buffered, data)
+        if direct is None:
+            try:
+                sync_file_range(buffered, 0, 0, SYNC_FILE_RANGE_WRITE)
+            except OSError:
+                pass  # a hint: the caller's fsync reports what failed
         return buffered
     except BaseException:
         os.close(buffered)
@@ -292,6 +299,14 @@ def create_and_write(path, data):
     finally:
         if direct is not None:
             os.close(direct)
+
+
+def drop_cached(handle):
+    """Let the page cache go of a file written and synced (its pages are clean: nothing is lost)."""
+    try:
+        os.posix_fadvise(handle, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
 
 
 def direct_writes_bypass_cache(handle):

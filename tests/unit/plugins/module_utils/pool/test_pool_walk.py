@@ -316,3 +316,21 @@ def test_a_restore_gives_back_each_mode_and_owner_and_changes_only_what_the_new_
                 if mode & 0o7000 or mode & umask or (root_restores_owners and (mode & 0o070 or name == 'group'))]
     assert sorted(chmods) == sorted(expected)
     assert agent_tree.creation_mode({'mode': 0o444}, owner=False, reopened=True) == 0o644
+
+
+def test_where_direct_writes_would_be_buffered_packs_are_written_back_at_once_and_dropped_once_synced(tmp_path, monkeypatch):
+    from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import LocalBackend
+    monkeypatch.setattr(direct_io, 'direct_writes_bypass_cache', lambda handle: False)
+    opened_direct = []
+    monkeypatch.setattr(direct_io, 'open_direct', lambda *args: opened_direct.append(args))
+    calls = []
+    monkeypatch.setattr(direct_io, 'sync_file_range', lambda handle, offset, length, flags: calls.append(('sync', offset, length, flags)))
+    monkeypatch.setattr(direct_io.os, 'posix_fadvise', lambda handle, offset, length, advice: calls.append(('drop', offset, length, advice)))
+    backend = LocalBackend(str(tmp_path / 'pool'))
+    pack = os.urandom(direct_io.DIRECT_MIN + 5000)
+    backend.write_deferred('data/ab/' + 'ab' * 32, pack)
+    assert not opened_direct
+    assert calls == [('sync', 0, 0, direct_io.SYNC_FILE_RANGE_WRITE)]  # its writeback started, not waited for
+    backend.flush()  # (a checkpoint: fsync, then the clean pages let go)
+    assert calls[1:] == [('drop', 0, 0, os.POSIX_FADV_DONTNEED)]
+    assert backend.read('data/ab/' + 'ab' * 32) == pack
