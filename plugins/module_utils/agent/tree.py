@@ -312,15 +312,22 @@ class FileSystemSync:
         self.close()
 
 
-def creation_mode(entry, owner=True, reopened=False):
+def creation_mode(entry, owner=True, reopened=False, group=None):
     """The permission bits a restored file is created with: its own, so that most need no chmod after it is
-    written, except for the group, as root restoring owners (until the chown the group is root's or the
-    directory's, whose members must not open a file they are not meant to read). ``reopened``: the writer
-    opens the file again by its path (direct I/O), which its owner must be allowed to."""
+    written, except for the group's, as root restoring owners, unless ``group`` (the group the new file gets:
+    ``new_file_group``) is the file's own: until the chown, members of another group must not open a file
+    they are not meant to read. ``reopened``: the writer opens the file again by its path (direct I/O),
+    which its owner must be allowed to."""
     mode = entry['mode'] & 0o777
-    if owner and os.geteuid() == 0:
+    if owner and os.geteuid() == 0 and group != entry['gid']:
         mode &= ~0o070
     return mode | 0o600 if reopened else mode
+
+
+def new_file_group(directory):
+    """The group a file created in ``directory`` gets: the directory's where it is set-group-ID, else ours."""
+    info = os.stat(directory)
+    return info.st_gid if info.st_mode & stat.S_ISGID else os.getegid()
 
 
 def apply_metadata(path, entry, owner=True, current=None):

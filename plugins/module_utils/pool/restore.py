@@ -60,6 +60,7 @@ class Restore:
         self.owner = owner
         self.worker_backends = worker_backends
         self._zero_ids = {}
+        self._groups = {}  # directory -> the group of files created in it
         # a whole point needs nearly every blob of its packs: read each pack once (selected paths: by range)
         # (each worker process has its own cache: two packs; threads share one)
         largest_chunk = max(pool.config['chunk_max'], 4 * 1024 * 1024)
@@ -226,7 +227,7 @@ class Restore:
         try:
             big = entry['size'] >= direct_io.DIRECT_MIN
             # (a hard-linked old file is not written through)
-            handle = walk.create_file(full, mode=walk.creation_mode(entry, self.owner, reopened=big))
+            handle = walk.create_file(full, mode=walk.creation_mode(entry, self.owner, reopened=big, group=self._new_file_group(full)))
             try:
                 sequential = direct_io.SequentialWriter(full, handle) if big else None
                 position = 0
@@ -255,6 +256,15 @@ class Restore:
         if written != entry['size']:
             raise PoolError('%s: restored %d bytes, the point recorded %d' % (entry['path'], written, entry['size']))
         self.progress.add(0, 1)
+
+    def _new_file_group(self, full):
+        """The group a file created at ``full`` gets, known per directory (a restore sets directories' modes,
+        set-group-ID among them, after their files)."""
+        directory = os.path.dirname(full)
+        group = self._groups.get(directory)
+        if group is None:
+            group = self._groups[directory] = walk.new_file_group(directory)
+        return group
 
     def _read(self, blob_id, entry, location, spans):
         try:

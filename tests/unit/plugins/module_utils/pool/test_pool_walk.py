@@ -316,6 +316,16 @@ def test_a_restore_gives_back_each_mode_and_owner_and_changes_only_what_the_new_
                 if mode & 0o7000 or mode & umask or (root_restores_owners and (mode & 0o070 or name == 'group'))]
     assert sorted(chmods) == sorted(expected)
     assert agent_tree.creation_mode({'mode': 0o444}, owner=False, reopened=True) == 0o644
+    # the group's bits from the start where the new file gets its own group (root: its group or a set-group-ID directory's)
+    assert agent_tree.creation_mode({'mode': 0o664, 'gid': 5678}, group=5678) == 0o664
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    assert agent_tree.new_file_group(str(shared)) == os.getegid()
+    if os.geteuid() == 0:
+        assert agent_tree.creation_mode({'mode': 0o664, 'gid': 5678}, group=0) == 0o604
+        os.chown(shared, -1, 5678)
+        os.chmod(shared, 0o2775)
+        assert agent_tree.new_file_group(str(shared)) == 5678
 
 
 def test_where_direct_writes_would_be_buffered_packs_are_written_back_at_once_and_dropped_once_synced(tmp_path, monkeypatch):
