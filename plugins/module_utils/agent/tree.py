@@ -271,13 +271,13 @@ def sync_file_range(fd, offset, length, flags):
             raise OSError(code, os.strerror(code))
 
 
-def start_writeback(fd):
-    """Start writing a file's dirty pages to disk, without waiting: the disk works while the next
-    files arrive, and the sync that ends a sync finds little left to write."""
+def start_writeback(fd, offset=0, length=0):
+    """Start writing a file's dirty pages to disk (``length`` bytes at ``offset``; 0: to its end), without
+    waiting: the disk works while the next files arrive, and the sync that ends a sync finds little left to write."""
     try:
-        sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+        sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
     except OSError:
-        pass  # only leaves the work to that sync
+        pass  # only leaves the work to that sync, which reports what failed
 
 
 def sync_filesystem(path):

@@ -26,7 +26,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.ferry.kube.plugins.module_utils.agent.tree import (
-    SYNC_FILE_RANGE_WAIT_AFTER, SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE, sync_file_range)
+    SYNC_FILE_RANGE_WAIT_AFTER, SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE, start_writeback, sync_file_range)
 
 BLOCK = 4096
 DIRECT_MIN = 1024 * 1024  # files this large are read and written around the page cache: packs, restored files, a passthrough's
@@ -288,10 +288,7 @@ def create_and_write(path, data):
     try:
         write_file(direct, buffered, data)
         if direct is None:
-            try:
-                sync_file_range(buffered, 0, 0, SYNC_FILE_RANGE_WRITE)
-            except OSError:
-                pass  # a hint: the caller's fsync reports what failed
+            start_writeback(buffered)  # (the caller's fsync reports what failed)
         return buffered
     except BaseException:
         os.close(buffered)
@@ -301,10 +298,11 @@ def create_and_write(path, data):
             os.close(direct)
 
 
-def drop_cached(handle):
-    """Let the page cache go of a file written and synced (its pages are clean: nothing is lost)."""
+def drop_cached(handle, offset=0, length=0):
+    """Let the page cache go of a file (``length`` bytes at ``offset``; 0: to its end) written and synced
+    (its pages are clean: nothing is lost)."""
     try:
-        os.posix_fadvise(handle, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(handle, offset, length, os.POSIX_FADV_DONTNEED)
     except OSError:
         pass
 
@@ -349,17 +347,11 @@ class WriteBehind:
         """``length`` bytes at ``offset`` were just written; raises OSError where writing earlier ones back failed."""
         if not length:
             return
-        try:
-            sync_file_range(self.handle, offset, length, SYNC_FILE_RANGE_WRITE)  # (the disk's queue never runs dry)
-        except OSError:
-            pass  # a hint: the wait below, or the restore's syncfs, reports what failed
+        start_writeback(self.handle, offset, length)  # first: the disk's queue never runs dry
         if self.previous is not None:
             start, count = self.previous
             sync_file_range(self.handle, start, count, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER)
-            try:
-                os.posix_fadvise(self.handle, start, count, os.POSIX_FADV_DONTNEED)  # (clean pages now: nothing is lost)
-            except OSError:
-                pass
+            drop_cached(self.handle, start, count)
         self.previous = (offset, length)
 
 

@@ -90,8 +90,9 @@ class Restore:
             for target in self.targets.values():
                 os.makedirs(target, exist_ok=True)
             for target in self.targets.values():
-                if os.stat(target).st_dev not in syncs:
-                    syncs[os.stat(target).st_dev] = walk.FileSystemSync(target)
+                device = os.stat(target).st_dev
+                if device not in syncs:
+                    syncs[device] = walk.FileSystemSync(target)
             with self.progress, self._executor() as executor:
                 for name, target in sorted(self.targets.items()):
                     results[name] = self._volume(name, target, executor)

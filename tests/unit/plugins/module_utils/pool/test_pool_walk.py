@@ -242,7 +242,8 @@ def test_where_direct_writes_would_be_buffered_the_writer_pushes_each_buffer_out
     monkeypatch.setattr(direct_io, 'BUFFER_SIZE', 4 * 65536)
     monkeypatch.setattr(direct_io, 'direct_writes_bypass_cache', lambda handle: False)
     calls = []
-    monkeypatch.setattr(direct_io, 'sync_file_range', lambda handle, offset, length, flags: calls.append(('sync', offset, length, flags)))
+    for module in (direct_io, agent_tree):  # (the wait is direct_io's call, the start tree.start_writeback's)
+        monkeypatch.setattr(module, 'sync_file_range', lambda handle, offset, length, flags: calls.append(('sync', offset, length, flags)))
     monkeypatch.setattr(direct_io.os, 'posix_fadvise', lambda handle, offset, length, advice: calls.append(('drop', offset, length, advice)))
     data = os.urandom(5 * 65536) + bytes(3 * 65536) + os.urandom(1000)  # a hole in the second buffer
     path = str(tmp_path / 'written')
@@ -334,7 +335,8 @@ def test_where_direct_writes_would_be_buffered_packs_are_written_back_at_once_an
     opened_direct = []
     monkeypatch.setattr(direct_io, 'open_direct', lambda *args: opened_direct.append(args))
     calls = []
-    monkeypatch.setattr(direct_io, 'sync_file_range', lambda handle, offset, length, flags: calls.append(('sync', offset, length, flags)))
+    for module in (direct_io, agent_tree):  # (the wait is direct_io's call, the start tree.start_writeback's)
+        monkeypatch.setattr(module, 'sync_file_range', lambda handle, offset, length, flags: calls.append(('sync', offset, length, flags)))
     monkeypatch.setattr(direct_io.os, 'posix_fadvise', lambda handle, offset, length, advice: calls.append(('drop', offset, length, advice)))
     backend = LocalBackend(str(tmp_path / 'pool'))
     pack = os.urandom(direct_io.DIRECT_MIN + 5000)
