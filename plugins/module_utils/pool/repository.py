@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from ansible_collections.ferry.kube.plugins.module_utils.pool import crypto, format as fmt
-from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import NotFound
+from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import BackendError, NotFound
 
 FORMAT_VERSION = 1
 # Chunks of about 640 KiB (FastCDC's average is chunk_avg + chunk_min): on the reference data they
@@ -272,6 +272,20 @@ class Pool:
             session_id = fmt.pack_session(self.backend.read(key, 0, fmt.PREAMBLE_SIZE))
             self._sessions[key] = session_id
         return session_id
+
+    def load_sessions(self, keys):
+        """Learn the session ids of the packs ``keys`` at once, where the backend can ask ahead (a relay lane):
+        one round trip for them all, instead of one each, behind the ranges already asked for."""
+        if self._sessions is None:
+            self._sessions = {}
+        if not hasattr(self.backend, 'read_ahead'):
+            return
+        asked = [(key, self.backend.read_ahead(key, 0, fmt.PREAMBLE_SIZE)) for key in dict.fromkeys(keys) if key not in self._sessions]
+        for key, wait in asked:
+            try:
+                self._sessions[key] = fmt.pack_session(wait())
+            except (fmt.FormatError, BackendError):
+                pass  # asked again where it is used, which names the file that needs it
 
     # -- restore points ----------------------------------------------------------------------------
 

@@ -165,32 +165,44 @@ class Restore:
         self.pack_cache.backend = backend
 
     def restore_files(self, jobs):
-        # files of one chunk share reads; a file of many reads its own chunks in order (two big files
-        # backed up side by side share packs: one span for both would be read again for the second)
-        shared = self._spans(entry for _full, entry in jobs if len(entry.get('chunks') or ()) == 1)
-        spans = [shared if len(entry.get('chunks') or ()) == 1 else self._spans([entry]) for _full, entry in jobs]
+        pieces = self._pieces(jobs)
         if self.ranged:
-            self.pack_cache.plan(self._ranges(jobs, spans))
-        for (full, entry), file_spans in zip(jobs, spans):
-            self._file(full, entry, file_spans)
+            reads = [(key, location, span) for file_pieces in pieces for _id, location, hole, key, span in file_pieces if key is not None and not hole]
+            self.pool.load_sessions(key for key, _location, _span in reads)  # (asked for before the ranges: needed first)
+            self.pack_cache.plan((key, location[1], location[2], span) for key, location, span in reads)
+        for (full, entry), file_pieces in zip(jobs, pieces):
+            self._file(full, entry, file_pieces)
         return sum(entry['size'] for _full, entry in jobs), len(jobs)
 
-    def _ranges(self, jobs, spans):
-        """What restoring ``jobs`` will ask ``read_range`` for, in order: (pack key, offset, length, span)."""
-        for (_full, entry), file_spans in zip(jobs, spans):
-            for blob_id in entry.get('chunks') or ():
-                location = self.pool.blobs.get(blob_id)
-                if location is not None and not self._is_hole(blob_id, location):
-                    yield self._pack_key(location[0]), location[1], location[2], self._span_around(file_spans, location)
+    def _pieces(self, jobs):
+        """Per file of ``jobs``, what restoring it takes, each looked up once: [(blob id, location (None: missing),
+        whether it is a hole, its pack's key and the span to read it in (where ranged, else None))].
 
-    def _spans(self, entries):
-        """{pack number: sorted [(start, end)]}: the chunks of ``entries``, in reads of up to SPAN_BYTES over
-        gaps of up to SPAN_GAP (one read for many small files or many chunks of a big one; what other batches
-        need is read again only where it lies in such a gap)."""
+        Files of one chunk share reads; a file of many reads its own chunks in order (two big files
+        backed up side by side share packs: one span for both would be read again for the second)."""
+        blobs = self.pool.blobs
+        located = [[(blob_id, blobs.get(blob_id)) for blob_id in entry.get('chunks') or ()] for _full, entry in jobs]
+        shared = self._spans(chunks for chunks in located if len(chunks) == 1) if self.ranged else None
+        pieces = []
+        for chunks in located:
+            spans = (shared if len(chunks) == 1 else self._spans([chunks])) if self.ranged else None
+            file_pieces = []
+            for blob_id, location in chunks:
+                hole = location is not None and self._is_hole(blob_id, location)
+                ranged = self.ranged and location is not None
+                file_pieces.append((blob_id, location, hole, self._pack_key(location[0]) if ranged else None,
+                                    self._span_around(spans, location) if ranged else None))
+            pieces.append(file_pieces)
+        return pieces
+
+    @staticmethod
+    def _spans(files):
+        """{pack number: sorted [(start, end)]}: the chunks of ``files`` (each a list of (blob id, location)), in
+        reads of up to SPAN_BYTES over gaps of up to SPAN_GAP (one read for many small files or many chunks of a
+        big one; what other batches need is read again only where it lies in such a gap)."""
         ranges = {}
-        for entry in entries:
-            for blob_id in entry.get('chunks') or ():
-                location = self.pool.blobs.get(blob_id)
+        for chunks in files:
+            for _blob_id, location in chunks:
                 if location is not None:  # (a missing one is named when the file is restored)
                     ranges.setdefault(location[0], []).append((location[1], location[1] + location[2]))
         spans = {}
@@ -223,7 +235,7 @@ class Restore:
             zero_id = self._zero_ids[raw_length] = self.pool.keys.chunk_id(bytes(raw_length))
         return blob_id == zero_id
 
-    def _file(self, full, entry, spans):
+    def _file(self, full, entry, pieces):
         written = 0
         try:
             big = entry['size'] >= direct_io.DIRECT_MIN
@@ -232,13 +244,11 @@ class Restore:
             try:
                 sequential = direct_io.SequentialWriter(full, handle) if big else None
                 position = 0
-                for blob_id in entry.get('chunks') or ():
-                    location = self.pool.blobs.get(blob_id)
+                for blob_id, location, hole, key, span in pieces:
                     if location is None:
                         raise PoolError('%s: chunk %s is missing from the pool (run ferry pool check)' % (entry['path'], blob_id.hex()))
                     raw_length = location[3]
-                    hole = self._is_hole(blob_id, location)
-                    data = None if hole else self._read(blob_id, entry, location, spans)
+                    data = None if hole else self._read(blob_id, entry, location, key, span)
                     if sequential is not None:
                         sequential.write(raw_length if hole else data, zeros=hole)
                     elif not hole:
@@ -267,10 +277,12 @@ class Restore:
             group = self._groups[directory] = walk.new_file_group(directory)
         return group
 
-    def _read(self, blob_id, entry, location, spans):
+    def _read(self, blob_id, entry, location, key, span):
         try:
-            if self.ranged:
-                return self._read_range(blob_id, location, self._span_around(spans, location))
+            if key is not None:  # ranged: the span around it is read once for the chunks in it
+                _number, offset, length, _raw_length, flags, blob_type = location
+                sealed = self.pack_cache.read_range(key, offset, length, span)
+                return self.pool.open_blob(blob_id, blob_type, flags, sealed, self.pool.pack_session(key), self.verify)
             return self.pool.read_blob(blob_id, self.verify, self.pack_cache)
         except fmt.FormatError as exc:
             raise PoolError('%s: %s' % (entry['path'], exc)) from None
@@ -278,12 +290,6 @@ class Restore:
     def _pack_key(self, number):
         pack_id, kind = self.pool.packs[number]
         return fmt.pack_key(kind, pack_id)
-
-    def _read_range(self, blob_id, location, span):
-        number, offset, length, _raw_length, flags, blob_type = location
-        key = self._pack_key(number)
-        sealed = self.pack_cache.read_range(key, offset, length, span)
-        return self.pool.open_blob(blob_id, blob_type, flags, sealed, self.pool.pack_session(key), self.verify)
 
 
 _ACTIVE = None  # the Restore that worker processes run (set before they fork)

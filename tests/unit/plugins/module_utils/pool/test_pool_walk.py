@@ -238,6 +238,30 @@ def test_sync_file_range_writes_back_and_says_so_only_when_that_failed(tmp_path)
         agent_tree.sync_file_range(987654, 0, 0, agent_tree.SYNC_FILE_RANGE_WRITE)  # EBADF is an error, not "unsupported"
 
 
+def written_in_a_new_thread(path, pieces, direct=None):
+    """``SequentialWriter.finish()`` of a new file at ``path`` written with ``pieces``, in a new thread: its
+    buffer is allocated at the size the test patched. ``direct``: whether the writer must have gone direct."""
+    result = []
+
+    def write():
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            writer = direct_io.SequentialWriter(path, handle)
+            if direct is not None:
+                assert (writer.direct is not None) == direct
+            for piece in pieces:
+                writer.write(piece)
+            result.append(writer.finish())
+        finally:
+            os.close(handle)
+
+    worker = threading.Thread(target=write)
+    worker.start()
+    worker.join()
+    assert len(result) == 1, 'the writer failed'
+    return result[0]
+
+
 def test_where_direct_writes_would_be_buffered_the_writer_pushes_each_buffer_out_behind_it(tmp_path, monkeypatch):
     monkeypatch.setattr(direct_io, 'BUFFER_SIZE', 4 * 65536)
     monkeypatch.setattr(direct_io, 'direct_writes_bypass_cache', lambda handle: False)
@@ -247,23 +271,7 @@ def test_where_direct_writes_would_be_buffered_the_writer_pushes_each_buffer_out
     monkeypatch.setattr(direct_io.os, 'posix_fadvise', lambda handle, offset, length, advice: calls.append(('drop', offset, length, advice)))
     data = os.urandom(5 * 65536) + bytes(3 * 65536) + os.urandom(1000)  # a hole in the second buffer
     path = str(tmp_path / 'written')
-    result = []
-
-    def write():  # a new thread: its buffer is allocated at the patched size
-        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            writer = direct_io.SequentialWriter(path, handle)
-            assert writer.direct is None
-            writer.write(data[:70000])
-            writer.write(data[70000:])
-            result.append(writer.finish())
-        finally:
-            os.close(handle)
-
-    worker = threading.Thread(target=write)
-    worker.start()
-    worker.join()
-    assert result == [(len(data), len(data))]
+    assert written_in_a_new_thread(path, [data[:70000], data[70000:]], direct=False) == (len(data), len(data))
     with open(path, 'rb') as handle:
         assert handle.read() == data
     start = direct_io.SYNC_FILE_RANGE_WRITE
@@ -274,6 +282,32 @@ def test_where_direct_writes_would_be_buffered_the_writer_pushes_each_buffer_out
         ('sync', size, size, start), ('sync', 0, size, write_behind), ('drop', 0, size, os.POSIX_FADV_DONTNEED),
         ('sync', 2 * size, 1000, start), ('sync', size, size, write_behind), ('drop', size, size, os.POSIX_FADV_DONTNEED),
     ]
+
+
+def test_only_whole_blocks_of_zeros_become_holes_whatever_bytes_they_start_and_end_with(tmp_path, monkeypatch):
+    monkeypatch.setattr(direct_io, 'BUFFER_SIZE', 8 * 65536)
+    block = direct_io.SequentialWriter.HOLE_BLOCK
+    rims = bytearray(block)  # zeros at both ends (what is looked at first), data inside
+    rims[block // 2] = 7
+    head = bytearray(block)
+    head[-1] = 1
+    tail = bytearray(block)
+    tail[0] = 1
+    data = (os.urandom(block) + bytes(block) + bytes(rims) + bytes(head) + bytes(tail) + bytes(2 * block) + os.urandom(100) + bytes(block - 100)
+            + bytes(5000))
+    path = str(tmp_path / 'sparse')
+    pieces = [data[start:start + 100000] for start in range(0, len(data), 100000)]  # writes that do not line up with the blocks
+    # (the short last block, all zeros, is left to the caller's truncate)
+    assert written_in_a_new_thread(path, pieces) == (len(data), 8 * block)
+    os.truncate(path, len(data))
+    with open(path, 'rb') as handle:
+        assert handle.read() == data
+        try:
+            holes = [offset for offset in range(0, 8 * block, block) if os.lseek(handle.fileno(), offset, os.SEEK_HOLE) == offset]
+        except OSError:
+            pytest.skip('no SEEK_HOLE here')
+    if holes:  # (a file system without holes reports none)
+        assert holes == [block, 5 * block, 6 * block]
 
 
 MODES = {'plain': 0o644, 'private': 0o600, 'read-only': 0o444, 'none': 0o000, 'group': 0o664, 'setuid': 0o4755, 'setgid': 0o2750,
