@@ -78,8 +78,9 @@ class PackCache:
         self._ask_ahead()
 
     def _loads(self, ranges):
-        """The (key, start, end) that ``read_range`` will load for ``ranges``, in order."""
-        loaded = None
+        """The (key, start, end) that ``read_range`` will load for ``ranges``, in order (from the span this thread
+        holds now, as ``read_range`` goes: a planned load it skipped would leave every later one unused)."""
+        loaded = getattr(self.local, 'span', None)
         for key, offset, length, span in ranges:
             if not _holds(loaded, key, offset, length):
                 loaded = (key,) + self._load_for(offset, length, span)

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from ansible_collections.ferry.kube.plugins.module_utils.pool import crypto, format as fmt
-from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import BackendError, NotFound
+from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import NotFound
 
 FORMAT_VERSION = 1
 # Chunks of about 640 KiB (FastCDC's average is chunk_avg + chunk_min): on the reference data they
@@ -41,6 +41,7 @@ POINT_MAGIC = b'FPT1'
 STATE_MAGIC = b'FST1'
 LOCK_STALE_SECONDS = 30 * 60
 LOCK_REFRESH_SECONDS = 5 * 60
+SESSIONS_AHEAD = 256  # packs' preambles asked for at once (a batch of one huge file spans thousands of packs)
 
 
 class PoolError(Exception):
@@ -90,6 +91,8 @@ class Pool:
         self.pack_numbers = {}  # pack id -> pack number
         self.fragments = {}    # fragment name -> [pack ids]
         self.index_loaded = False
+        self._sessions = {}    # pack key -> its session id (packs never change)
+        self._sessions_asked = {}  # pack key -> waits for its preamble, asked for ahead (load_sessions)
         self._index_lock = threading.Lock()
 
     # -- creation and opening ----------------------------------------------------------------------
@@ -261,31 +264,26 @@ class Pool:
             raise fmt.FormatError('blob %s has other content than its name says' % blob_id.hex())
         return plain
 
-    _sessions = None
-
     def pack_session(self, key):
         """The session id in a pack's preamble (cached: packs never change)."""
-        if self._sessions is None:
-            self._sessions = {}
         session_id = self._sessions.get(key)
         if session_id is None:
-            session_id = fmt.pack_session(self.backend.read(key, 0, fmt.PREAMBLE_SIZE))
+            asked = self._sessions_asked.pop(key, None)  # (it fails as the read would have)
+            session_id = fmt.pack_session(asked() if asked is not None else self.backend.read(key, 0, fmt.PREAMBLE_SIZE))
             self._sessions[key] = session_id
         return session_id
 
-    def load_sessions(self, keys):
-        """Learn the session ids of the packs ``keys`` at once, where the backend can ask ahead (a relay lane):
-        one round trip for them all, instead of one each, behind the ranges already asked for."""
-        if self._sessions is None:
-            self._sessions = {}
+    def ask_for_sessions(self, keys):
+        """Ask now, where the backend can ask ahead (a relay lane), for the preambles of the packs ``keys`` whose
+        session ids are not known yet, up to SESSIONS_AHEAD of them; ``pack_session`` takes the answers as they come.
+        Asked for one at a time where a pack's first chunk is read, each waited behind the spans already in flight."""
         if not hasattr(self.backend, 'read_ahead'):
             return
-        asked = [(key, self.backend.read_ahead(key, 0, fmt.PREAMBLE_SIZE)) for key in dict.fromkeys(keys) if key not in self._sessions]
-        for key, wait in asked:
-            try:
-                self._sessions[key] = fmt.pack_session(wait())
-            except (fmt.FormatError, BackendError):
-                pass  # asked again where it is used, which names the file that needs it
+        for key in keys:
+            if len(self._sessions_asked) >= SESSIONS_AHEAD:
+                return
+            if key not in self._sessions and key not in self._sessions_asked:
+                self._sessions_asked[key] = self.backend.read_ahead(key, 0, fmt.PREAMBLE_SIZE)
 
     # -- restore points ----------------------------------------------------------------------------
 

@@ -42,6 +42,15 @@ def selected(path, prefixes):
     return any(path == p or path.startswith(p + '/') or p.startswith(path + '/') for p in prefixes)
 
 
+def default_workers(lanes):
+    """How many workers a restore runs. Twice the cores where they read the packs themselves (a local pool's, an
+    object store's) and wait for them as much as they compute (measured on 2 cores: 4 beat 2, 3 and 6). Fed on
+    lanes, a worker seldom waits (its spans are asked for ahead, its big files written behind): one more than
+    the cores, since more only contend for them (stage 2 on 2 cores, in turns: 3 workers 6.12 s, 4 6.74 s)."""
+    cpus = usable_cpus()
+    return max(2, min(8, cpus + 1 if lanes else 2 * cpus))
+
+
 class Restore:
     def __init__(self, pool, point, targets, paths=None, verify=True, workers=None, progress=None, owner=True, worker_backends=None):
         """``targets`` maps volume names of ``point`` to directories.
@@ -54,10 +63,10 @@ class Restore:
         self.targets = dict(targets)
         self.paths = [p.strip('/') for p in paths or [] if p.strip('/')]
         self.verify = verify
-        # a worker more than the cores: one waiting for its next span or for the disk leaves its core to another, and more
-        # only contend for the cores (stage 2 on 2 cores, in turns: 3 workers 6.12 s, 4 6.74 s; 4 had beaten 2, 3 and 6
-        # when big files were written with O_DIRECT, which waited for the disk in every write)
-        self.workers = workers or max(2, min(8, usable_cpus() + 1))
+        # worker processes with a backend each (the agent's lanes) read only the ranges their files need:
+        # whole packs would cross several times
+        self.lanes = worker_backends is not None and not self.paths and hasattr(os, 'fork') and not isinstance(pool.backend, LocalBackend)
+        self.workers = workers or default_workers(self.lanes)
         self.progress = progress or Progress('restore')
         self.owner = owner
         self.worker_backends = worker_backends
@@ -70,9 +79,6 @@ class Restore:
         capacity = 2 if isinstance(pool.backend, LocalBackend) else self.workers + 2
         largest_blob = largest_chunk + 64
         self.pack_cache = None if self.paths else PackCache(pool.backend, largest_pack, capacity=capacity, largest_blob=largest_blob)
-        # worker processes with a backend each (the agent's lanes) read only the ranges their files need:
-        # whole packs would cross several times
-        self.lanes = worker_backends is not None and self.pack_cache is not None and hasattr(os, 'fork') and not isinstance(pool.backend, LocalBackend)
         self.ranged = self.pack_cache is not None and (self.pack_cache.ranges_direct() or self.lanes)
         missing = sorted(set(self.targets) - set(point['volumes']))
         if missing:
@@ -170,7 +176,7 @@ class Restore:
         pieces = self._pieces(jobs)
         if self.ranged:
             reads = [(key, location, span) for file_pieces in pieces for _id, location, hole, key, span in file_pieces if key is not None and not hole]
-            self.pool.load_sessions(key for key, _location, _span in reads)  # (asked for before the ranges: needed first)
+            self.pool.ask_for_sessions(key for key, _location, _span in reads)  # (before the ranges: needed first)
             self.pack_cache.plan((key, location[1], location[2], span) for key, location, span in reads)
         for (full, entry), file_pieces in zip(jobs, pieces):
             self._file(full, entry, file_pieces)

@@ -13,6 +13,7 @@ from ansible_collections.ferry.kube.plugins.module_utils.pool import backup as b
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backends import LocalBackend
 from ansible_collections.ferry.kube.plugins.module_utils.pool.backup import Backup, read_metadata
 from ansible_collections.ferry.kube.plugins.module_utils.pool.check import check
+from ansible_collections.ferry.kube.plugins.module_utils.pool.packcache import PackCache
 from ansible_collections.ferry.kube.plugins.module_utils.pool.copy import copy_points
 from ansible_collections.ferry.kube.plugins.module_utils.pool.prune import forget, prune
 from ansible_collections.ferry.kube.plugins.module_utils.pool.repository import Pool, PoolError
@@ -422,43 +423,95 @@ def test_zeros_come_back_as_holes_without_hashing_every_chunk_twice(pool, tmp_pa
 
 
 class AskingAheadBackend(LocalBackend):
-    """A local pool that can ask for reads ahead, as a relay lane can; counts what it is asked."""
+    """A local pool that can ask for reads ahead, as a relay lane can; records what it is asked, in order."""
 
     def __init__(self, root, damaged=()):
         super().__init__(root)
-        self.asked, self.reads, self.damaged = [], [], set(damaged)
+        self.calls, self.damaged = [], set(damaged)
 
     def read_ahead(self, key, offset=0, length=None):
-        self.asked.append((key, offset, length))
+        self.calls.append(('ahead', key, offset, length))
         data = b'not a pack preamble' if key in self.damaged else LocalBackend.read(self, key, offset, length)
         return lambda: data
 
     def read(self, key, offset=0, length=None):
-        self.reads.append((key, offset, length))
+        self.calls.append(('read', key, offset, length))
         return super().read(key, offset, length)
 
 
-def test_the_session_ids_of_a_batchs_packs_are_asked_for_together_once_each(pool, tmp_path):
+def several_packs(pool, tmp_path):
+    """A point of three files over several data packs; returns (point, the data packs' keys)."""
     source = tmp_path / 'source'
     source.mkdir()
     for number in range(3):
         (source / ('file-%d' % number)).write_bytes(os.urandom(300 * 1024))
-    pool.config['pack_size'] = 256 * 1024  # (several packs)
-    Backup(pool, {'data': str(source)}).run()
+    pool.config['pack_size'] = 256 * 1024
+    point = Backup(pool, {'data': str(source)}).run()
     indexed = reopen(pool)
     indexed.load_index()
     keys = [fmt.pack_key(kind, pack_id) for pack_id, kind in indexed.packs if kind == 'data']
     assert len(keys) >= 2
+    return point, keys
+
+
+def test_a_batchs_pack_sessions_are_asked_for_once_each_ahead_of_its_ranges(pool, tmp_path):
+    point, keys = several_packs(pool, tmp_path)
+    backend = AskingAheadBackend(pool.backend.root)
+    opened = Pool.open(backend, 'correct horse')
+    restore = Restore(opened, point, {'data': str(tmp_path / 'out')})
+    opened.load_index()
+    assert restore.ranged
+    from ansible_collections.ferry.kube.plugins.module_utils.pool.trees import read_tree
+    jobs = [(str(tmp_path / 'out' / entry['path']), entry) for entry in read_tree(opened, point['volumes']['data']['tree']) if entry['type'] == 'file']
+    os.makedirs(str(tmp_path / 'out'))
+    del backend.calls[:]  # (the config, key slots, index and tree)
+    assert restore.restore_files(jobs) == (3 * 300 * 1024, 3)
+    preambles = [call for call in backend.calls if call[2:] == (0, fmt.PREAMBLE_SIZE)]
+    assert sorted(preambles) == sorted(('ahead', key, 0, fmt.PREAMBLE_SIZE) for key in keys), 'each pack asked for once, ahead'
+    assert backend.calls[:len(keys)] == preambles, 'before the ranges'
+    for full, entry in jobs:
+        with open(full, 'rb') as restored:
+            assert restored.read() == (tmp_path / 'source' / entry['path']).read_bytes()
+
+
+def test_a_session_asked_for_ahead_is_taken_once_and_fails_where_it_is_used(pool, tmp_path):
+    _point, keys = several_packs(pool, tmp_path)
     backend = AskingAheadBackend(pool.backend.root, damaged=keys[:1])
     opened = Pool.open(backend, 'correct horse')
-    del backend.reads[:]  # (the config and key slots)
-    opened.load_sessions(keys + keys[::-1])
-    assert backend.asked == [(key, 0, fmt.PREAMBLE_SIZE) for key in keys]
+    del backend.calls[:]
+    opened.ask_for_sessions(keys + keys[::-1])
+    assert backend.calls == [('ahead', key, 0, fmt.PREAMBLE_SIZE) for key in keys]
     for key in keys[1:]:
         assert opened.pack_session(key) == fmt.pack_session(LocalBackend.read(backend, key, 0, fmt.PREAMBLE_SIZE))
-    opened.load_sessions(keys)
-    assert len(backend.asked) == len(keys) + 1, 'only the damaged one is asked again'
-    assert not backend.reads, 'no pack read for its session one at a time'
-    # the damaged answer was not kept: the session is read where it is used (a failure there names the file)
-    assert opened.pack_session(keys[0]) == fmt.pack_session(LocalBackend.read(backend, keys[0], 0, fmt.PREAMBLE_SIZE))
-    assert backend.reads == [(keys[0], 0, fmt.PREAMBLE_SIZE)]
+    opened.ask_for_sessions(keys[1:])
+    assert len(backend.calls) == len(keys), 'known sessions are not asked for again'
+    with pytest.raises(fmt.FormatError):  # (the restore names the file that needed it)
+        opened.pack_session(keys[0])
+    assert opened.pack_session(keys[0]) == fmt.pack_session(LocalBackend.read(backend, keys[0], 0, fmt.PREAMBLE_SIZE)), 'asked again'
+
+
+class PlannedReads:
+    """A backend that reads ahead as a relay lane does; records its reads (ahead, or one at a time)."""
+
+    def __init__(self, data):
+        self.data, self.calls = data, []
+
+    def read_ahead(self, key, offset=0, length=None):
+        self.calls.append(('ahead', offset, length))
+        return lambda: self.data[offset:offset + length]
+
+    def read(self, key, offset=0, length=None):
+        self.calls.append(('read', offset, length))
+        return self.data[offset:offset + length]
+
+
+def test_a_plan_whose_first_range_is_in_the_span_held_from_the_last_batch_still_has_each_load_read_ahead():
+    data = os.urandom(64 * 1024)
+    backend = PlannedReads(data)
+    cache = PackCache(backend, len(data), largest_blob=4096)
+    assert bytes(cache.read_range('data/ab/ab', 100, 50, (0, 1000))) == data[100:150]  # the last batch's span
+    ranges = [('data/ab/ab', 500, 100, (0, 1000)), ('data/ab/ab', 5000, 100, (5000, 6000)), ('data/ab/ab', 9000, 10, (9000, 9500))]
+    cache.plan(ranges)
+    for key, offset, length, span in ranges:
+        assert bytes(cache.read_range(key, offset, length, span)) == data[offset:offset + length]
+    assert backend.calls == [('read', 0, 1000), ('ahead', 5000, 1000), ('ahead', 9000, 500)]
