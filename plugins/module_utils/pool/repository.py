@@ -92,7 +92,7 @@ class Pool:
         self.fragments = {}    # fragment name -> [pack ids]
         self.index_loaded = False
         self._sessions = {}    # pack key -> its session id (packs never change)
-        self._sessions_asked = {}  # pack key -> waits for its preamble, asked for ahead (load_sessions)
+        self._sessions_asked = {}  # pack key -> waits for its preamble, asked for ahead (ask_for_sessions)
         self._index_lock = threading.Lock()
 
     # -- creation and opening ----------------------------------------------------------------------
@@ -276,7 +276,7 @@ class Pool:
     def ask_for_sessions(self, keys):
         """Ask now, where the backend can ask ahead (a relay lane), for the preambles of the packs ``keys`` whose
         session ids are not known yet, up to SESSIONS_AHEAD of them; ``pack_session`` takes the answers as they come.
-        Asked for one at a time where a pack's first chunk is read, each waited behind the spans already in flight."""
+        (Else each is asked for alone when its pack's first chunk is read, and waits behind the spans in flight.)"""
         if not hasattr(self.backend, 'read_ahead'):
             return
         for key in keys:

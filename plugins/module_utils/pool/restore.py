@@ -114,8 +114,7 @@ class Restore:
         return results
 
     def _volume(self, name, target, executor):
-        target = os.path.abspath(target)
-        os.makedirs(target, exist_ok=True)
+        target = os.path.abspath(target)  # (made by run, before its syncfs was opened)
         stats = {'files': 0, 'dirs': 0, 'links': 0, 'bytes': 0, 'target': target}
         dirs, links = [], []
         batches = _Batches(executor, self.progress, self.workers)
